@@ -1,0 +1,129 @@
+"""Lecture des fichiers CSV des canaux : UTF-8 (BOM toléré), `;`, en-tête exact, CR LF ou LF."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from datetime import date, datetime
+
+from regie.erreurs import CollecteurErreurs
+from regie.montants import MontantInvalide, euros_en_centimes
+
+
+def decoder_utf8(contenu: bytes, erreurs: CollecteurErreurs) -> str | None:
+    """Décode en UTF-8 ; en cas d'échec, l'erreur nomme la ligne fautive."""
+    if contenu.startswith(b"\xef\xbb\xbf"):
+        contenu = contenu[3:]
+    try:
+        return contenu.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        ligne = contenu[: exc.start].count(b"\n") + 1
+        erreurs.ajouter(ligne, None, "le fichier n'est pas en UTF-8 (octet invalide à la position "
+                        f"{exc.start}) : encodage attendu UTF-8")
+        return None
+
+
+def lignes_csv(contenu: bytes, colonnes: tuple[str, ...],
+               erreurs: CollecteurErreurs) -> Iterator[tuple[int, dict[str, str], str]]:
+    """Donne (numéro de ligne, champs, ligne brute) pour chaque ligne de données.
+
+    Les lignes au mauvais nombre de colonnes sont signalées et sautées ; un en-tête
+    différent de `colonnes` rend le fichier illisible (rien n'est donné).
+    """
+    texte = decoder_utf8(contenu, erreurs)
+    if texte is None:
+        return
+    brutes = texte.splitlines()
+    if not brutes or not brutes[0].strip():
+        erreurs.ajouter(1, None, "fichier vide : l'en-tête « " + ";".join(colonnes) + " » est requis")
+        return
+    lecteur = csv.reader(io.StringIO(texte, newline=""), delimiter=";", quotechar='"', strict=True)
+    try:
+        entete = next(lecteur)
+    except csv.Error as exc:
+        erreurs.ajouter(1, None, f"en-tête illisible : {exc}")
+        return
+    entete = [c.strip() for c in entete]
+    if tuple(entete) != colonnes:
+        manquantes = [c for c in colonnes if c not in entete]
+        en_trop = [c for c in entete if c not in colonnes]
+        detail = []
+        if manquantes:
+            detail.append("colonne(s) manquante(s) : " + ", ".join(manquantes))
+        if en_trop:
+            detail.append("colonne(s) inattendue(s) : " + ", ".join(en_trop))
+        if not detail:
+            detail.append("colonnes dans le désordre")
+        erreurs.ajouter(1, None, "en-tête incorrect (" + " ; ".join(detail) + ") ; attendu : "
+                        + ";".join(colonnes))
+        return
+    n = len(colonnes)
+    while True:
+        try:
+            champs = next(lecteur)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            erreurs.ajouter(lecteur.line_num, None, f"ligne CSV illisible : {exc}")
+            return
+        numero = lecteur.line_num
+        if not champs or (len(champs) == 1 and not champs[0].strip()):
+            continue  # ligne vide (fin de fichier)
+        brut = brutes[numero - 1] if numero - 1 < len(brutes) else ";".join(champs)
+        if len(champs) != n:
+            erreurs.ajouter(numero, None, f"{len(champs)} colonne(s) au lieu de {n}")
+            continue
+        yield numero, dict(zip(colonnes, champs, strict=True)), brut
+
+
+# Lecteurs de champs : chacun renvoie la valeur ou None après avoir noté l'erreur.
+
+def champ_montant(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> int | None:
+    try:
+        centimes = euros_en_centimes(valeur.strip())
+    except MontantInvalide as exc:
+        erreurs.ajouter(ligne, champ, str(exc))
+        return None
+    if centimes <= 0:
+        erreurs.ajouter(ligne, champ, f"« {valeur} » : le montant doit être strictement positif")
+        return None
+    return centimes
+
+
+def champ_date(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> date | None:
+    v = valeur.strip()
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v):
+        erreurs.ajouter(ligne, champ, f"« {valeur} » n'est pas une date AAAA-MM-JJ")
+        return None
+    try:
+        return date.fromisoformat(v)
+    except ValueError:
+        erreurs.ajouter(ligne, champ, f"« {valeur} » n'est pas une date du calendrier")
+        return None
+
+
+def champ_date_heure(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> datetime | None:
+    v = valeur.strip()
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+                        r"(Z|[+-][0-9]{2}:[0-9]{2})", v):
+        erreurs.ajouter(ligne, champ, f"« {valeur} » n'est pas une date-heure ISO 8601 avec fuseau")
+        return None
+    try:
+        return datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        erreurs.ajouter(ligne, champ, f"« {valeur} » n'est pas une date-heure du calendrier")
+        return None
+
+
+def champ_texte(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs,
+                mini: int = 1, maxi: int = 200, motif: str | None = None) -> str | None:
+    v = valeur.strip()
+    if not mini <= len(v) <= maxi:
+        erreurs.ajouter(ligne, champ, f"« {valeur} » : de {mini} à {maxi} caractères attendus")
+        return None
+    if motif is not None and not re.fullmatch(motif, v):
+        erreurs.ajouter(ligne, champ, f"« {valeur} » : format invalide")
+        return None
+    return v

@@ -1,0 +1,1 @@
+"""Le portail Espace familles : factures et avoirs qu'il émet (specs/factures.md)."""

@@ -1,0 +1,1 @@
+"""Le moteur de rapprochement : règles, score, affectation, actions de la file de revue."""

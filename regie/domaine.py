@@ -1,0 +1,53 @@
+"""Règles pures du registre : statuts et répartition sur les lignes (aucune entrée-sortie)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+STATUTS_FACTURE = ("emise", "partiellement_payee", "payee", "annulee", "titree")
+
+
+def statut_facture(montant: int, paye: int, avoirs: int, titre_en_cours: bool = False) -> str:
+    """Le statut d'une facture (specs/cli.md) d'après ses montants."""
+    reste = montant - paye - avoirs
+    if reste == 0:
+        return "annulee" if paye == 0 else "payee"
+    if titre_en_cours:
+        return "titree"
+    return "partiellement_payee" if paye > 0 else "emise"
+
+
+def statut_paiement(montant: int, affecte: int, anomalie: str | None) -> str:
+    if anomalie is not None:
+        return "en_anomalie"
+    if affecte == montant:
+        return "affecte"
+    return "partiellement_affecte" if affecte > 0 else "en_anomalie"
+
+
+@dataclass(frozen=True, slots=True)
+class LigneOuverte:
+    ligne_id: int
+    reste: int
+    eligible_cesu: bool = False
+
+
+def repartir(montant: int, lignes: Sequence[LigneOuverte], *, cesu: bool = False) -> list[tuple[int, int]]:
+    """Répartit `montant` sur les lignes dans l'ordre donné (l'ordre des lignes de la facture).
+
+    Le CESU ne va que sur les lignes éligibles. Rend [(ligne_id, part)] ; la somme des parts
+    est min(montant, somme des restes permis) : l'appelant traite ce qui dépasse.
+    """
+    parts: list[tuple[int, int]] = []
+    a_placer = montant
+    for ligne in lignes:
+        if a_placer <= 0:
+            break
+        if cesu and not ligne.eligible_cesu:
+            continue
+        part = min(a_placer, ligne.reste)
+        if part > 0:
+            parts.append((ligne.ligne_id, part))
+            a_placer -= part
+    return parts

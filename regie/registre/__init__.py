@@ -1,0 +1,1 @@
+"""Le registre : modèles, schéma (Alembic), moteur et unité de travail."""

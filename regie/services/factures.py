@@ -1,0 +1,260 @@
+"""Import des factures et avoirs du portail : tout le fichier ou rien, en flux, idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
+from regie.application import Application
+from regie.domaine import LigneOuverte, repartir, statut_facture
+from regie.erreurs import CollecteurErreurs, FichierRefuse
+from regie.montants import centimes_en_euros
+from regie.registre.modeles import (
+    Affectation,
+    Avoir,
+    Compteur,
+    Dossier,
+    Facture,
+    FichierRecu,
+    LigneFacture,
+    MouvementCompte,
+)
+from regie.registre.types import maintenant
+from regie.services.fichiers import (
+    RapportImport,
+    deja_importe,
+    empreinte_fichier,
+    enregistrer_refus,
+    ouvrir_fichier,
+)
+
+log = structlog.get_logger()
+PARIS = ZoneInfo("Europe/Paris")
+TAILLE_LOT = 2000
+CANAL = "factures"
+
+
+def debut_du_jour(jour: date) -> datetime:
+    return datetime.combine(jour, time(0, 0), PARIS)
+
+
+def prendre_numeros(conn: Connection, nom: str, n: int) -> int:
+    """Réserve n numéros consécutifs d'une séquence ; rend le premier. Jamais réutilisés."""
+    res = conn.execute(update(Compteur).where(Compteur.nom == nom).values(valeur=Compteur.valeur + n))
+    if res.rowcount == 0:
+        conn.execute(insert(Compteur), {"nom": nom, "valeur": n})
+        return 1
+    fin = conn.execute(select(Compteur.valeur).where(Compteur.nom == nom)).scalar_one()
+    return int(fin) - n + 1
+
+
+def dossiers_ids(conn: Connection, numeros: Iterable[str]) -> dict[str, int]:
+    """Les identifiants des dossiers, créés au besoin."""
+    voulus = set(numeros)
+    ids: dict[str, int] = dict(conn.execute(
+        select(Dossier.numero, Dossier.id).where(Dossier.numero.in_(voulus))).all())
+    manquants = sorted(voulus - ids.keys())
+    if manquants:
+        now = maintenant()
+        for numero, id_ in conn.execute(
+                insert(Dossier).returning(Dossier.numero, Dossier.id, sort_by_parameter_order=True),
+                [{"numero": n, "cree_le": now} for n in manquants]):
+            ids[numero] = id_
+    return ids
+
+
+class _Import:
+    """Un import de factures dans une transaction ; les erreurs s'accumulent, on annule à la fin."""
+
+    def __init__(self, conn: Connection, fichier_id: int | None, erreurs: CollecteurErreurs) -> None:
+        self.conn = conn
+        self.fichier_id = fichier_id
+        self.erreurs = erreurs
+        self.factures = 0
+        self.avoirs = 0
+        self.ignores = 0
+
+    def factures_lot(self, lot: Sequence[FactureLue]) -> None:
+        conn = self.conn
+        existantes = dict(conn.execute(select(Facture.numero, Facture.empreinte).where(
+            Facture.numero.in_({f.numero for f in lot}))).all())
+        nouvelles: list[FactureLue] = []
+        vues: dict[str, FactureLue] = {}
+        for f in lot:
+            avant = existantes.get(f.numero)
+            double = vues.get(f.numero)
+            if avant is not None or double is not None:
+                empreinte = avant if avant is not None else double.empreinte  # type: ignore[union-attr]
+                if empreinte == f.empreinte:
+                    self.ignores += 1
+                else:
+                    self.erreurs.ajouter(f.ligne, "numero", f"la facture {f.numero} existe déjà avec un autre "
+                                                            "contenu : une facture ne se modifie pas, émettre un avoir")
+                continue
+            vues[f.numero] = f
+            nouvelles.append(f)
+        if not nouvelles:
+            return
+        dossiers = dossiers_ids(conn, (f.dossier for f in nouvelles))
+        premiere_dette = prendre_numeros(conn, "dette", len(nouvelles))
+        now = maintenant()
+        lignes_facture = [{
+            "numero": f.numero, "regie_code": f.regie, "dossier_id": dossiers[f.dossier],
+            "emise_le": f.emise_le, "echeance": f.echeance, "periode": f.periode, "montant": f.montant,
+            "paye": 0, "avoirs": 0, "statut": "emise", "numero_dette": premiere_dette + i, "refdet": f.refdet,
+            "civilite": f.payeur.civilite, "nom": f.payeur.nom, "prenom": f.payeur.prenom,
+            "email": f.payeur.email, "adresse1": f.payeur.adresse1, "adresse2": f.payeur.adresse2,
+            "code_postal": f.payeur.code_postal, "ville": f.payeur.ville, "empreinte": f.empreinte,
+            "fichier_id": self.fichier_id, "cree_le": now,
+        } for i, f in enumerate(nouvelles)]
+        ids = conn.execute(insert(Facture).returning(Facture.id, sort_by_parameter_order=True),
+                           lignes_facture).scalars().all()
+        conn.execute(insert(LigneFacture), [{
+            "facture_id": fid, "rang": lg.rang, "prestation_code": lg.prestation, "libelle": lg.libelle,
+            "enfant": lg.enfant, "naissance": lg.naissance, "quantite_centiemes": lg.quantite_centiemes,
+            "prix_unitaire": lg.prix_unitaire, "montant": lg.montant, "eligible_cesu": lg.eligible_cesu,
+            "paye": 0, "avoirs": 0,
+        } for fid, f in zip(ids, nouvelles, strict=True) for lg in f.lignes])
+        conn.execute(insert(MouvementCompte), [{
+            "dossier_id": dossiers[f.dossier], "quand": debut_du_jour(f.emise_le), "nature": "facture",
+            "libelle": f"Facture {f.numero} ({f.periode})", "montant": f.montant, "delta_du": f.montant,
+            "delta_credit": 0, "delta_tresor": 0, "facture_id": fid, "cree_le": now,
+        } for fid, f in zip(ids, nouvelles, strict=True)])
+        self.factures += len(nouvelles)
+
+    def avoir(self, a: AvoirLu) -> None:
+        conn = self.conn
+        avant = conn.execute(select(Avoir.empreinte).where(Avoir.numero == a.numero)).scalar_one_or_none()
+        if avant is not None:
+            if avant == a.empreinte:
+                self.ignores += 1
+            else:
+                self.erreurs.ajouter(a.ligne, "numero", f"l'avoir {a.numero} existe déjà avec un autre contenu")
+            return
+        f = conn.execute(select(Facture.id, Facture.montant, Facture.paye, Facture.avoirs, Facture.statut,
+                                Facture.dossier_id, Facture.emise_le).where(Facture.numero == a.facture)).first()
+        if f is None:
+            self.erreurs.ajouter(a.ligne, "facture", f"la facture {a.facture} est inconnue")
+            return
+        if f.statut == "titree":
+            self.erreurs.ajouter(a.ligne, "facture", f"la facture {a.facture} est titrée : la réduction doit "
+                                                     "passer par le Trésor (titre d'annulation)")
+            return
+        if f.statut == "annulee":
+            self.erreurs.ajouter(a.ligne, "facture", f"la facture {a.facture} est déjà annulée")
+            return
+        if a.emise_le < f.emise_le:
+            self.erreurs.ajouter(a.ligne, "emise_le", f"l'avoir est daté avant la facture {a.facture}")
+            return
+        reste = f.montant - f.paye - f.avoirs
+        impute = min(a.montant, reste)
+        credit = a.montant - impute
+        now = maintenant()
+        avoir_id = conn.execute(insert(Avoir).returning(Avoir.id), {
+            "numero": a.numero, "facture_id": f.id, "dossier_id": f.dossier_id, "emise_le": a.emise_le,
+            "montant": a.montant, "motif": a.motif, "affecte": impute, "empreinte": a.empreinte,
+            "fichier_id": self.fichier_id, "cree_le": now}).scalar_one()
+        if impute:
+            lignes = conn.execute(select(LigneFacture.id, LigneFacture.montant, LigneFacture.paye,
+                                         LigneFacture.avoirs).where(LigneFacture.facture_id == f.id)
+                                  .order_by(LigneFacture.rang)).all()
+            parts = repartir(impute, [LigneOuverte(i, m - p - av) for i, m, p, av in lignes])
+            conn.execute(insert(Affectation), [{
+                "paiement_id": None, "avoir_id": avoir_id, "facture_id": f.id, "ligne_id": lid, "montant": part,
+                "regle": "avoir", "preuve": {"avoir": a.numero}, "auteur": "systeme", "cree_le": now,
+            } for lid, part in parts])
+            for lid, part in parts:
+                conn.execute(update(LigneFacture).where(LigneFacture.id == lid)
+                             .values(avoirs=LigneFacture.avoirs + part))
+            nouveau = statut_facture(f.montant, f.paye, f.avoirs + impute)
+            conn.execute(update(Facture).where(Facture.id == f.id)
+                         .values(avoirs=Facture.avoirs + impute, statut=nouveau))
+        libelle = f"Avoir {a.numero} sur la facture {a.facture} : {a.motif}"
+        if credit:
+            libelle += f" (dont {centimes_en_euros(credit)} € en crédit)"
+        conn.execute(insert(MouvementCompte), {
+            "dossier_id": f.dossier_id, "quand": debut_du_jour(a.emise_le), "nature": "avoir",
+            "libelle": libelle[:300], "montant": a.montant, "delta_du": -impute, "delta_credit": credit,
+            "delta_tresor": 0, "facture_id": f.id, "avoir_id": avoir_id, "cree_le": now})
+        self.avoirs += 1
+
+
+def _ecrire(imp: _Import, lus: Iterable[FactureLue | AvoirLu]) -> None:
+    lot: list[FactureLue] = []
+    avoirs: list[AvoirLu] = []
+    for lu in lus:
+        if isinstance(lu, AvoirLu):
+            avoirs.append(lu)  # après les factures : un avoir peut viser une facture du même fichier
+            continue
+        lot.append(lu)
+        if len(lot) >= TAILLE_LOT:
+            imp.factures_lot(lot)
+            lot = []
+    if lot:
+        imp.factures_lot(lot)
+    for a in avoirs:
+        imp.avoir(a)
+
+
+def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | None = None) -> RapportImport:
+    """`regie factures importer` : refuse le fichier entier à la première erreur, après les avoir toutes listées."""
+    nom = chemin.name
+    sha, taille = empreinte_fichier(chemin)
+    rapport = RapportImport(nom, CANAL)
+    with app.moteur.connect() as conn:
+        if deja_importe(conn, CANAL, sha):
+            rapport.deja_importe = True
+            log.info("fichier_deja_importe", fichier=nom, canal=CANAL, sha256=sha)
+            return rapport
+    erreurs = CollecteurErreurs(nom)
+    try:
+        with app.moteur.begin() as conn:
+            fichier_id = ouvrir_fichier(conn, nom, sha, CANAL, taille, origine)
+            imp = _Import(conn, fichier_id, erreurs)
+            with chemin.open("rb") as flux:
+                _ecrire(imp, lire_jsonl(flux, nom, app.referentiel, erreurs))
+            erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
+            conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
+                nb_enregistrements=imp.factures + imp.avoirs, nb_ignores=imp.ignores))
+    except FichierRefuse as refus:
+        enregistrer_refus(app, chemin, sha, taille, CANAL, refus, origine)
+        raise
+    except IntegrityError:
+        # Un autre processus a importé le même fichier au même moment.
+        with app.moteur.connect() as conn:
+            if deja_importe(conn, CANAL, sha):
+                rapport.deja_importe = True
+                return rapport
+        raise
+    rapport.importes = imp.factures + imp.avoirs
+    rapport.ignores = imp.ignores
+    rapport.comptes = {"factures": imp.factures, "avoirs": imp.avoirs}
+    log.info("factures_importees", fichier=nom, sha256=sha, factures=imp.factures, avoirs=imp.avoirs,
+             deja_importees=imp.ignores)
+    return rapport
+
+
+def pousser_objets(app: Application, objets: Sequence[object], *, source: str = "api") -> RapportImport:
+    """Les mêmes objets reçus par HTTP (un tableau JSON) : même contrôle, même atomicité."""
+    erreurs = CollecteurErreurs(source)
+    ref: Referentiel = app.referentiel
+    lus = [lu for i, obj in enumerate(objets, 1) if (lu := lire_objet(obj, i, ref, erreurs)) is not None]
+    if not objets:
+        erreurs.ajouter(None, None, "aucune facture ni aucun avoir")
+    erreurs.verifier()
+    with app.moteur.begin() as conn:
+        imp = _Import(conn, None, erreurs)
+        _ecrire(imp, lus)
+        erreurs.verifier()
+    rapport = RapportImport(source, CANAL, importes=imp.factures + imp.avoirs, ignores=imp.ignores,
+                            comptes={"factures": imp.factures, "avoirs": imp.avoirs})
+    log.info("factures_poussees", source=source, factures=imp.factures, avoirs=imp.avoirs,
+             deja_importees=imp.ignores)
+    return rapport

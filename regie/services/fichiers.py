@@ -1,0 +1,87 @@
+"""Fichiers reçus : empreinte, « déjà importé », refus enregistré et quarantaine."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from sqlalchemy import Connection, insert, select
+
+from regie.application import Application
+from regie.erreurs import FichierRefuse
+from regie.registre.modeles import FichierRecu
+from regie.registre.types import maintenant
+
+log = structlog.get_logger()
+
+
+@dataclass
+class RapportImport:
+    """Ce qu'un import a fait, pour l'utilisateur : comptes et raison."""
+
+    fichier: str
+    canal: str
+    deja_importe: bool = False
+    importes: int = 0
+    ignores: int = 0
+    comptes: dict[str, int] = field(default_factory=dict)
+
+    def message(self) -> str:
+        if self.deja_importe:
+            return f"{self.fichier} : fichier déjà importé (même contenu), rien n'a changé"
+        detail = ", ".join(f"{n} {k}" for k, n in self.comptes.items() if n)
+        msg = f"{self.fichier} : {self.importes} enregistrement(s) importé(s)"
+        if detail:
+            msg += f" ({detail})"
+        if self.ignores:
+            msg += f", {self.ignores} déjà importé(s), ignoré(s)"
+        return msg
+
+
+def empreinte_fichier(chemin: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    taille = 0
+    with chemin.open("rb") as f:
+        while bloc := f.read(1 << 20):
+            h.update(bloc)
+            taille += len(bloc)
+    return h.hexdigest(), taille
+
+
+def deja_importe(conn: Connection, canal: str, sha256: str) -> bool:
+    return conn.execute(select(FichierRecu.id).where(
+        FichierRecu.canal == canal, FichierRecu.sha256 == sha256,
+        FichierRecu.statut == "importe")).first() is not None
+
+
+def ouvrir_fichier(conn: Connection, nom: str, sha256: str, canal: str, taille: int,
+                   origine: str | None) -> int:
+    """Inscrit le fichier comme importé dans la transaction de l'import (annulée avec lui)."""
+    return int(conn.execute(insert(FichierRecu).returning(FichierRecu.id), {
+        "nom": nom, "sha256": sha256, "canal": canal, "statut": "importe", "taille": taille,
+        "nb_enregistrements": 0, "nb_ignores": 0, "erreurs": [], "origine": origine,
+        "recu_le": maintenant()}).scalar_one())
+
+
+def enregistrer_refus(app: Application, chemin: Path, sha256: str, taille: int, canal: str,
+                      refus: FichierRefuse, origine: str | None) -> Path:
+    """Garde le fichier refusé en quarantaine et inscrit ses erreurs (dans sa propre transaction)."""
+    horodatage = maintenant().strftime("%Y%m%dT%H%M%S")
+    dossier = app.dossier_donnees("quarantaine", canal)
+    copie = dossier / f"{horodatage}_{sha256[:12]}_{chemin.name}"
+    if not copie.exists():
+        shutil.copyfile(chemin, copie)
+    erreurs = [e.en_dict() for e in refus.erreurs]
+    (copie.with_name(copie.name + ".erreurs.txt")).write_text(
+        "\n".join(str(e) for e in refus.erreurs) + "\n", encoding="utf-8")
+    with app.moteur.begin() as conn:
+        conn.execute(insert(FichierRecu), {
+            "nom": chemin.name, "sha256": sha256, "canal": canal, "statut": "refuse", "taille": taille,
+            "nb_enregistrements": 0, "nb_ignores": 0, "erreurs": erreurs, "origine": origine,
+            "chemin_quarantaine": str(copie), "recu_le": maintenant()})
+    log.warning("fichier_refuse", fichier=chemin.name, canal=canal, sha256=sha256,
+                erreurs=len(refus.erreurs), quarantaine=str(copie))
+    return copie

@@ -1,0 +1,1 @@
+"""Le planificateur (APScheduler 3) : les tâches et leur cadence, rien d'autre."""

@@ -1,0 +1,354 @@
+"""Import des factures et avoirs (specs/factures.md) : tout ou rien, idempotent, chaque erreur nommée."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from regie.application import Application
+from regie.erreurs import FichierRefuse
+from regie.registre.modeles import (
+    Affectation,
+    Avoir,
+    Dossier,
+    Facture,
+    FichierRecu,
+    LigneFacture,
+    MouvementCompte,
+)
+from regie.services.etat import etat
+from regie.services.factures import importer_fichier_factures, pousser_objets
+
+FACTURE: dict[str, Any] = {
+    "type": "facture", "numero": "F01-26-05-0000123", "regie": "ENFANCE", "dossier": "D004512",
+    "payeur": {"civilite": "MME", "nom": "MARTIN", "prenom": "Claire", "email": "claire.martin@example.fr",
+               "adresse": {"ligne1": "12 rue des Écoles", "ligne2": None, "code_postal": "94250",
+                           "ville": "GENTILLY"}},
+    "emise_le": "2026-04-27", "echeance": "2026-05-27", "periode": "2026-05",
+    "lignes": [
+        {"prestation": "CANTINE", "libelle": "Repas", "enfant": "Léo MARTIN", "naissance": "2019-03-02",
+         "quantite": "12", "prix_unitaire": "3.50", "montant": "42.00"},
+        {"prestation": "CRECHE", "libelle": "Heures de crèche", "enfant": "Zoé MARTIN",
+         "naissance": "2024-09-14", "quantite": "20", "prix_unitaire": "1.75", "montant": "35.00"}],
+    "montant": "77.00"}
+
+
+def facture(numero: str = "F01-26-05-0000123", **champs: Any) -> dict[str, Any]:
+    f = copy.deepcopy(FACTURE)
+    f["numero"] = numero
+    f.update(champs)
+    return f
+
+
+def avoir(numero: str, facture_numero: str, montant: str, **champs: Any) -> dict[str, Any]:
+    a = {"type": "avoir", "numero": numero, "facture": facture_numero, "emise_le": "2026-05-10",
+         "montant": montant, "motif": "Absence justifiée"}
+    a.update(champs)
+    return a
+
+
+def ecrire(tmp_path: Path, nom: str, objets: list[Any], *, brut: list[str] | None = None) -> Path:
+    chemin = tmp_path / nom
+    lignes = [json.dumps(o, ensure_ascii=False) for o in objets] + (brut or [])
+    chemin.write_text("\n".join(lignes) + "\n", encoding="utf-8")
+    return chemin
+
+
+def compter(app: Application, modele: Any) -> int:
+    with app.moteur.connect() as c:
+        return int(c.execute(select(func.count()).select_from(modele)).scalar_one())
+
+
+def par_numero(app: Application) -> dict[str, dict[str, Any]]:
+    return {f["numero"]: f for f in etat(app)["factures"]}
+
+
+def erreurs_de(exc: pytest.ExceptionInfo[FichierRefuse]) -> list[str]:
+    return [str(e) for e in exc.value.erreurs]
+
+
+# --- Le contrat ------------------------------------------------------------------------------
+
+def test_une_facture_importee_apparait_dans_l_etat_avec_son_reste(app: Application, tmp_path: Path) -> None:
+    rapport = importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture()]))
+    assert rapport.importes == 1
+    e = etat(app)
+    assert e["factures"] == [{"numero": "F01-26-05-0000123", "regie": "ENFANCE", "dossier": "D004512",
+                              "montant": "77.00", "paye": "0.00", "avoirs": "0.00", "reste": "77.00",
+                              "statut": "emise", "titre": None}]
+    assert e["paiements"] == []
+    assert e["familles"] == [{"dossier": "D004512", "du": "77.00", "credit": "0.00"}]
+
+
+def test_chaque_facture_recoit_un_numero_de_dette_unique_et_sa_refdet(app: Application, tmp_path: Path) -> None:
+    importer_fichier_factures(app, ecrire(tmp_path, "a.jsonl", [facture("F-2026/000001"), facture("F-2026/000002")]))
+    importer_fichier_factures(app, ecrire(tmp_path, "b.jsonl", [facture("F-2026/000003")]))
+    with app.sessions() as s:
+        rows = s.execute(select(Facture.numero, Facture.numero_dette, Facture.refdet).order_by(Facture.numero)).all()
+    assert [r.refdet for r in rows] == ["F2026000001", "F2026000002", "F2026000003"]
+    dettes = [r.numero_dette for r in rows]
+    assert len(set(dettes)) == 3 and all(0 < d < 10**15 for d in dettes)
+
+
+def test_les_lignes_gardent_montants_et_eligibilite_cesu(app: Application, tmp_path: Path) -> None:
+    importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture()]))
+    with app.sessions() as s:
+        lignes = s.scalars(select(LigneFacture).order_by(LigneFacture.rang)).all()
+    assert [(lg.prestation_code, lg.montant, lg.quantite_centiemes, lg.prix_unitaire, lg.eligible_cesu)
+            for lg in lignes] == [("CANTINE", 4200, 1200, 350, False), ("CRECHE", 3500, 2000, 175, True)]
+
+
+def test_un_enfant_de_six_ans_au_premier_jour_de_la_periode_n_est_plus_eligible_cesu(
+        app: Application, tmp_path: Path) -> None:
+    f = facture()
+    f["lignes"][1]["naissance"] = "2020-05-01"  # 6 ans le 1er mai 2026
+    g = facture("F01-26-05-0000124")
+    g["lignes"][1]["naissance"] = "2020-05-02"  # 6 ans le lendemain
+    importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [f, g]))
+    with app.sessions() as s:
+        eligibles = dict(s.execute(select(Facture.numero, LigneFacture.eligible_cesu)
+                                   .join(LigneFacture).where(LigneFacture.rang == 2)).all())
+    assert eligibles == {"F01-26-05-0000123": False, "F01-26-05-0000124": True}
+
+
+def test_reimporter_le_meme_fichier_ne_change_rien(app: Application, tmp_path: Path) -> None:
+    chemin = ecrire(tmp_path, "f.jsonl", [facture(), facture("F01-26-05-0000124")])
+    importer_fichier_factures(app, chemin)
+    avant = etat(app)
+    rapport = importer_fichier_factures(app, chemin)
+    assert rapport.deja_importe
+    assert "déjà importé" in rapport.message()
+    assert etat(app) == avant
+    assert compter(app, MouvementCompte) == 2
+
+
+def test_les_memes_objets_dans_un_autre_fichier_sont_comptes_deja_importes(app: Application, tmp_path: Path) -> None:
+    importer_fichier_factures(app, ecrire(tmp_path, "a.jsonl", [facture()]))
+    # Même contenu, clés dans un autre ordre : c'est la même facture.
+    autre = dict(reversed(list(facture().items())))
+    rapport = importer_fichier_factures(app, ecrire(tmp_path, "b.jsonl", [autre, facture("F01-26-05-0000999")]))
+    assert (rapport.importes, rapport.ignores) == (1, 1)
+    assert "1 déjà importé(s), ignoré(s)" in rapport.message()
+    assert compter(app, Facture) == 2
+
+
+def test_le_meme_numero_avec_un_autre_contenu_refuse_tout_le_fichier(app: Application, tmp_path: Path) -> None:
+    importer_fichier_factures(app, ecrire(tmp_path, "a.jsonl", [facture()]))
+    modifiee = facture(echeance="2026-06-27")
+    with pytest.raises(FichierRefuse) as exc:
+        importer_fichier_factures(app, ecrire(tmp_path, "b.jsonl", [facture("F01-26-05-0000200"), modifiee]))
+    assert erreurs_de(exc) == ["b.jsonl:2: numero: la facture F01-26-05-0000123 existe déjà avec un autre "
+                               "contenu : une facture ne se modifie pas, émettre un avoir"]
+    assert compter(app, Facture) == 1
+
+
+def test_un_fichier_refuse_ne_laisse_aucune_ligne_et_part_en_quarantaine(app: Application, tmp_path: Path) -> None:
+    bons = [facture(f"F01-26-05-{i:07d}") for i in range(1, 30)]
+    chemin = ecrire(tmp_path, "mauvais.jsonl", [*bons, facture("F01-26-05-9999999", regie="INCONNUE")])
+    with pytest.raises(FichierRefuse):
+        importer_fichier_factures(app, chemin)
+    for modele in (Facture, LigneFacture, Dossier, MouvementCompte, Affectation, Avoir):
+        assert compter(app, modele) == 0, modele.__name__
+    with app.sessions() as s:
+        recu = s.scalars(select(FichierRecu)).one()
+    assert recu.statut == "refuse"
+    assert recu.erreurs[0]["ligne"] == 30 and recu.erreurs[0]["champ"] == "regie"
+    assert recu.chemin_quarantaine is not None
+    assert Path(recu.chemin_quarantaine).read_bytes() == chemin.read_bytes()
+    assert "regie" in Path(recu.chemin_quarantaine + ".erreurs.txt").read_text(encoding="utf-8")
+
+
+# --- Les mauvaises entrées ------------------------------------------------------------------
+
+def _ligne(champ: str, valeur: Any, rang: int = 0) -> dict[str, Any]:
+    f = facture()
+    f["lignes"][rang][champ] = valeur
+    return f
+
+
+@pytest.mark.parametrize("objet, champ, raison", [
+    (facture(regie="SPORTS"), "regie", "n'est pas une régie de la configuration"),
+    (_ligne("prestation", "PISCINE"), "lignes[1].prestation", "n'est pas une prestation"),
+    (_ligne("montant", "42.000"), "lignes[1].montant", "plus de deux décimales"),
+    (_ligne("prix_unitaire", "3,50"), "lignes[1].prix_unitaire", "virgule"),
+    (_ligne("montant", "41.00"), "lignes[1].montant", "quantité × prix unitaire"),
+    (_ligne("quantite", "0"), "lignes[1].quantite", "strictement positive"),
+    (_ligne("montant", 42.0), "lignes[1].montant", "chaîne"),
+    (facture(montant="78.00"), "montant", "n'est pas la somme des lignes"),
+    (facture(echeance="2026-04-01"), "echeance", "précède la date d'émission"),
+    (facture(emise_le="2026-02-31"), "emise_le", "pas une date du calendrier"),
+    (facture(periode="2026-13"), "periode", "AAAA-MM"),
+    (facture("F-123"), "numero", "de 6 à 30 lettres ou chiffres"),
+    (facture("F 2026 0001"), "numero", "1 à 30 caractères"),
+    (facture(dossier=""), "dossier", "vide"),
+    (facture(lignes=[]), "lignes", "au moins une ligne"),
+    ({k: v for k, v in facture().items() if k != "echeance"}, "echeance", "obligatoire manquant"),
+    (facture(remise="10%"), "remise", "champ inconnu"),
+    (facture(payeur={**FACTURE["payeur"], "civilite": "MLLE"}), "payeur.civilite", "M ou MME"),
+    (facture(payeur={k: v for k, v in FACTURE["payeur"].items() if k != "adresse"}), "payeur.adresse",
+     "obligatoire"),
+    ({"type": "devis", "numero": "X"}, "type", "« facture » ou « avoir »"),
+    (avoir("A01-26-05-0000007", "F01-26-05-0000123", "-7.00"), "montant", "négatif"),
+])
+def test_chaque_mauvais_champ_refuse_le_fichier_en_nommant_ligne_et_champ(
+        app: Application, tmp_path: Path, objet: dict[str, Any], champ: str, raison: str) -> None:
+    chemin = ecrire(tmp_path, "f.jsonl", [facture("F01-26-05-0000001"), objet])
+    with pytest.raises(FichierRefuse) as exc:
+        importer_fichier_factures(app, chemin)
+    lignes = erreurs_de(exc)
+    assert any(e.startswith(f"f.jsonl:2: {champ}: ") and raison in e for e in lignes), lignes
+    assert compter(app, Facture) == 0
+
+
+def test_toutes_les_erreurs_sont_listees_pas_seulement_la_premiere(app: Application, tmp_path: Path) -> None:
+    chemin = ecrire(tmp_path, "f.jsonl", [facture("F01-26-05-0000001", regie="X"), facture("F01-26-05-0000002"),
+                                          facture("F01-26-05-0000003", montant="1.00")],
+                    brut=['{"type": "facture", "numero": ', "pas du json"])
+    with pytest.raises(FichierRefuse) as exc:
+        importer_fichier_factures(app, chemin)
+    lieux = [e.split(": ")[0] for e in erreurs_de(exc)]
+    assert lieux == ["f.jsonl:1", "f.jsonl:3", "f.jsonl:4", "f.jsonl:5"]
+    assert "JSON invalide" in erreurs_de(exc)[2]
+
+
+def test_un_fichier_vide_est_refuse(app: Application, tmp_path: Path) -> None:
+    chemin = tmp_path / "vide.jsonl"
+    chemin.write_bytes(b"\n\n")
+    with pytest.raises(FichierRefuse) as exc:
+        importer_fichier_factures(app, chemin)
+    assert erreurs_de(exc) == ["vide.jsonl: fichier vide : aucune facture ni aucun avoir"]
+
+
+def test_un_fichier_en_latin1_avec_accents_est_refuse_en_nommant_la_ligne(app: Application, tmp_path: Path) -> None:
+    chemin = tmp_path / "latin1.jsonl"
+    texte = json.dumps(facture("F01-26-05-0000001")) + "\n" + json.dumps(facture(), ensure_ascii=False) + "\n"
+    chemin.write_bytes(texte.encode("latin-1"))
+    with pytest.raises(FichierRefuse) as exc:
+        importer_fichier_factures(app, chemin)
+    assert erreurs_de(exc) == ["latin1.jsonl:2: la ligne n'est pas en UTF-8 (fichier en Latin-1 ? "
+                               "encodage attendu : UTF-8)"]
+
+
+def test_un_bom_et_des_fins_de_ligne_crlf_sont_acceptes(app: Application, tmp_path: Path) -> None:
+    chemin = tmp_path / "bom.jsonl"
+    chemin.write_bytes(b"\xef\xbb\xbf" + json.dumps(facture(), ensure_ascii=False).encode() + b"\r\n")
+    assert importer_fichier_factures(app, chemin).importes == 1
+
+
+# --- Avoirs ----------------------------------------------------------------------------------
+
+def test_un_avoir_reduit_ce_qui_reste_du(app: Application, tmp_path: Path) -> None:
+    importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture(), avoir("A-2026-0007", FACTURE["numero"],
+                                                                                 "7.00")]))
+    f = par_numero(app)[FACTURE["numero"]]
+    assert (f["avoirs"], f["reste"], f["statut"]) == ("7.00", "70.00", "emise")
+    assert etat(app)["familles"] == [{"dossier": "D004512", "du": "70.00", "credit": "0.00"}]
+    with app.sessions() as s:
+        parts = s.execute(select(LigneFacture.rang, LigneFacture.avoirs).order_by(LigneFacture.rang)).all()
+    assert [tuple(p) for p in parts] == [(1, 700), (2, 0)]
+
+
+def test_un_avoir_egal_a_la_facture_impayee_l_annule(app: Application, tmp_path: Path) -> None:
+    importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture(), avoir("A-2026-0007", FACTURE["numero"],
+                                                                                 "77.00")]))
+    f = par_numero(app)[FACTURE["numero"]]
+    assert (f["avoirs"], f["reste"], f["statut"]) == ("77.00", "0.00", "annulee")
+    assert etat(app)["familles"][0]["du"] == "0.00"
+
+
+def test_un_avoir_plus_grand_que_le_reste_devient_credit_de_la_famille(app: Application, tmp_path: Path) -> None:
+    importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture()]))
+    importer_fichier_factures(app, ecrire(tmp_path, "a.jsonl", [avoir("A-2026-0001", FACTURE["numero"], "50.00"),
+                                                                avoir("A-2026-0002", FACTURE["numero"], "40.00")]))
+    f = par_numero(app)[FACTURE["numero"]]
+    assert (f["avoirs"], f["reste"]) == ("77.00", "0.00")
+    assert etat(app)["familles"] == [{"dossier": "D004512", "du": "0.00", "credit": "13.00"}]
+
+
+def test_un_avoir_sur_une_facture_inconnue_ou_titree_est_refuse(app: Application, tmp_path: Path) -> None:
+    importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture()]))
+    with app.sessions() as s, s.begin():
+        s.execute(Facture.__table__.update().values(statut="titree"))
+    with pytest.raises(FichierRefuse) as exc:
+        importer_fichier_factures(app, ecrire(tmp_path, "a.jsonl", [
+            avoir("A-2026-0001", FACTURE["numero"], "5.00"), avoir("A-2026-0002", "F-INCONNUE-1", "5.00")]))
+    assert erreurs_de(exc) == [
+        "a.jsonl:1: facture: la facture F01-26-05-0000123 est titrée : la réduction doit passer par le Trésor "
+        "(titre d'annulation)",
+        "a.jsonl:2: facture: la facture F-INCONNUE-1 est inconnue"]
+    assert compter(app, Avoir) == 0
+
+
+def test_les_factures_poussees_par_l_api_suivent_les_memes_regles(app: Application) -> None:
+    assert pousser_objets(app, [facture()]).importes == 1
+    assert pousser_objets(app, [facture()]).ignores == 1
+    with pytest.raises(FichierRefuse):
+        pousser_objets(app, [facture("F01-26-05-0000555"), facture("F01-26-05-0000556", montant="0.00")])
+    assert compter(app, Facture) == 1
+
+
+# --- L'historique du compte famille ---------------------------------------------------------
+
+def test_l_historique_de_chaque_famille_egale_ses_factures_moins_ses_avoirs(app: Application, tmp_path: Path) -> None:
+    from regie.jeu_essai import ecrire_jsonl, factures
+
+    chemin = tmp_path / "jeu.jsonl"
+    ecrire_jsonl(chemin, factures(400, dossiers=60))
+    importer_fichier_factures(app, chemin)
+    numeros = [f["numero"] for f in etat(app)["factures"]][:40]
+    importer_fichier_factures(app, ecrire(tmp_path, "avoirs.jsonl", [
+        avoir(f"A-2026-{i:04d}", n, f"{(i % 9) * 7 + 1}.50", emise_le="2026-05-20") for i, n in enumerate(numeros)]))
+    verifier_invariants(app)
+
+
+def verifier_invariants(app: Application) -> None:
+    """montant = payé + avoirs + reste ; lignes = facture ; compte famille = factures − avoirs − payé."""
+    with app.moteur.connect() as c:
+        for fid, montant, paye, avoirs, _statut in c.execute(select(
+                Facture.id, Facture.montant, Facture.paye, Facture.avoirs, Facture.statut)):
+            assert 0 <= paye + avoirs <= montant
+            somme = c.execute(select(func.sum(LigneFacture.montant), func.sum(LigneFacture.paye),
+                                     func.sum(LigneFacture.avoirs)).where(LigneFacture.facture_id == fid)).one()
+            assert tuple(somme) == (montant, paye, avoirs)
+            affecte = c.execute(select(func.coalesce(func.sum(Affectation.montant), 0))
+                                .where(Affectation.facture_id == fid, Affectation.avoir_id.is_not(None))).scalar()
+            assert affecte == avoirs
+        reste = Facture.montant - Facture.paye - Facture.avoirs
+        du_attendu = dict(c.execute(select(Facture.dossier_id, func.sum(reste))
+                                    .where(Facture.statut != "titree").group_by(Facture.dossier_id)).all())
+        du_journal = dict(c.execute(select(MouvementCompte.dossier_id, func.sum(MouvementCompte.delta_du))
+                                    .group_by(MouvementCompte.dossier_id)).all())
+        assert du_journal == du_attendu
+        credit_avoirs = dict(c.execute(select(Avoir.dossier_id, func.sum(Avoir.montant - Avoir.affecte))
+                                       .group_by(Avoir.dossier_id)).all())
+        credit_journal = dict(c.execute(select(MouvementCompte.dossier_id, func.sum(MouvementCompte.delta_credit))
+                                        .group_by(MouvementCompte.dossier_id)).all())
+        assert {k: v for k, v in credit_journal.items() if v} == {k: v for k, v in credit_avoirs.items() if v}
+
+
+# --- La commande ------------------------------------------------------------------------------
+
+def test_la_commande_dit_ce_qu_elle_a_fait_et_sort_avec_les_codes_du_contrat(regie_cli, tmp_path: Path) -> None:
+    bon = ecrire(tmp_path, "bon.jsonl", [facture()])
+    res = regie_cli("factures", "importer", str(bon))
+    assert res.returncode == 0, res.stderr
+    assert "bon.jsonl : 1 enregistrement(s) importé(s) (1 factures)" in res.stdout
+    res = regie_cli("factures", "importer", str(bon))
+    assert res.returncode == 0 and "déjà importé" in res.stdout
+    mauvais = ecrire(tmp_path, "mauvais.jsonl", [facture("F01-26-05-0000002", regie="X"),
+                                                 facture("F01-26-05-0000003", montant="1,00")])
+    res = regie_cli("factures", "importer", str(mauvais))
+    assert res.returncode == 1
+    lignes = res.stderr.strip().splitlines()
+    assert "mauvais.jsonl:1: regie: « X » n'est pas une régie de la configuration" in lignes
+    assert any(x.startswith("mauvais.jsonl:2: montant: ") and "virgule" in x for x in lignes)
+    assert regie_cli("factures", "importer", str(tmp_path / "absent.jsonl")).returncode == 2
+    assert regie_cli("factures").returncode == 2
+    res = regie_cli("etat", "--json")
+    assert res.returncode == 0
+    assert json.loads(res.stdout)["factures"][0]["numero"] == "F01-26-05-0000123"
