@@ -7,15 +7,23 @@ erreur (ligne, champ, raison) et le fichier entier est refusé s'il y en a une.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import IO, Any
+from typing import IO, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from regie.erreurs import CollecteurErreurs
-from regie.montants import MontantInvalide, decimal_en_centiemes, euros_en_centimes, produit_arrondi
+from regie.montants import (
+    MontantInvalide,
+    centimes_en_euros,
+    decimal_en_centiemes,
+    euros_en_centimes,
+    produit_arrondi,
+)
+from regie.validation import message_erreur
 
 NUMERO = re.compile(r"[A-Za-z0-9/-]{1,30}")
 PERIODE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
@@ -102,14 +110,90 @@ def ligne_eligible_cesu(prestation_cesu: bool, naissance: date | None, periode: 
     return age_au(naissance, date(annee, mois, 1)) < AGE_LIMITE_CESU
 
 
-def empreinte_objet(obj: Mapping[str, Any]) -> str:
-    """Empreinte du contenu (indépendante de l'ordre des clés et des espaces)."""
-    canon = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+class _Modele(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class _Lecteur:
-    """Contrôle champ par champ d'un objet ; chaque écart devient une erreur de la ligne."""
+Texte100 = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Texte200 = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class _AdresseJson(_Modele):
+    ligne1: Texte200
+    ligne2: Annotated[str, StringConstraints(max_length=200)] | None = None
+    code_postal: str
+    ville: Texte100
+
+
+class _PayeurJson(_Modele):
+    civilite: str
+    nom: Texte100
+    prenom: Texte100
+    email: Annotated[str, StringConstraints(max_length=200)] | None = None
+    adresse: _AdresseJson
+
+
+class _LigneJson(_Modele):
+    prestation: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    libelle: Texte200
+    enfant: Annotated[str, StringConstraints(max_length=200)] | None = None
+    naissance: str | None = None
+    quantite: str
+    prix_unitaire: str
+    montant: str
+
+
+class _FactureJson(_Modele):
+    type: Literal["facture"]
+    numero: str
+    regie: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    dossier: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    payeur: _PayeurJson
+    emise_le: str
+    echeance: str
+    periode: str
+    lignes: Annotated[list[_LigneJson], Field(min_length=1)]
+    montant: str
+
+
+class _AvoirJson(_Modele):
+    type: Literal["avoir"]
+    numero: str
+    facture: str
+    emise_le: str
+    montant: str
+    motif: Texte200
+
+
+_OBJET: TypeAdapter[_FactureJson | _AvoirJson] = TypeAdapter(
+    Annotated[_FactureJson | _AvoirJson, Field(discriminator="type")])
+
+
+def _chemin(loc: tuple[int | str, ...]) -> str:
+    """Chemin lisible d'un champ ; les lignes sont numérotées à partir de 1, comme pour l'agent."""
+    morceaux: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            morceaux.append(f"[{part + 1}]" if i and loc[i - 1] == "lignes" else f"[{part}]")
+        else:
+            morceaux.append(("." if morceaux else "") + part)
+    return "".join(morceaux)
+
+
+_MESSAGES = {
+    "missing": "champ obligatoire manquant",
+    "extra_forbidden": "champ inconnu",
+    "string_type": "une chaîne de caractères est attendue",
+    "dict_type": "un objet est attendu",
+    "model_type": "un objet est attendu",
+    "list_type": "une liste est attendue",
+    "too_short": "au moins une ligne est attendue",
+    "string_too_short": "ne peut pas être vide",
+}
+
+
+class _Verif:
+    """Les contrôles que le schéma ne dit pas ; chaque écart devient une erreur de la ligne."""
 
     __slots__ = ("erreurs", "ligne", "ok")
 
@@ -118,229 +202,165 @@ class _Lecteur:
         self.ligne = ligne
         self.ok = True
 
-    def faute(self, champ: str, raison: str) -> None:
+    def faute(self, champ: str | None, raison: str) -> None:
         self.ok = False
         self.erreurs.ajouter(self.ligne, champ, raison)
 
-    def cles(self, obj: Mapping[str, Any], permises: frozenset[str], prefixe: str = "") -> None:
-        for cle in obj:
-            if cle not in permises:
-                self.faute(prefixe + str(cle), "champ inconnu")
-
-    def texte(self, obj: Mapping[str, Any], cle: str, champ: str, maxi: int, *,
-              requis: bool = True, motif: re.Pattern[str] | None = None) -> str | None:
-        v = obj.get(cle)
-        if v is None:
-            if requis:
-                self.faute(champ, "champ obligatoire manquant" if cle not in obj else "ne peut pas être nul")
-            return None
-        if not isinstance(v, str):
-            self.faute(champ, "une chaîne de caractères est attendue")
-            return None
-        if requis and not v.strip():
-            self.faute(champ, "ne peut pas être vide")
-            return None
-        if len(v) > maxi:
-            self.faute(champ, f"au plus {maxi} caractères")
-            return None
-        if motif is not None and not motif.fullmatch(v):
-            self.faute(champ, f"« {v} » : format invalide")
-            return None
-        return v
-
-    def date_(self, obj: Mapping[str, Any], cle: str, champ: str, *, requis: bool = True) -> date | None:
-        v = obj.get(cle)
-        if v is None:
-            if requis:
-                self.faute(champ, "champ obligatoire manquant")
-            return None
-        if not isinstance(v, str) or not DATE.fullmatch(v):
-            self.faute(champ, f"« {v} » n'est pas une date AAAA-MM-JJ")
-            return None
+    def euros(self, valeur: str, champ: str) -> int:
         try:
-            return date.fromisoformat(v)
-        except ValueError:
-            self.faute(champ, f"« {v} » n'est pas une date du calendrier")
-            return None
-
-    def euros(self, obj: Mapping[str, Any], cle: str, champ: str) -> int | None:
-        v = obj.get(cle)
-        if v is None:
-            self.faute(champ, "champ obligatoire manquant")
-            return None
-        if not isinstance(v, str):
-            self.faute(champ, "un montant s'écrit comme une chaîne « 0.00 »")
-            return None
-        try:
-            return euros_en_centimes(v)
+            return euros_en_centimes(valeur)
         except MontantInvalide as exc:
             self.faute(champ, str(exc))
+            return 0
+
+    def date_(self, valeur: str, champ: str) -> date | None:
+        if not DATE.fullmatch(valeur):
+            self.faute(champ, f"« {valeur} » n'est pas une date AAAA-MM-JJ")
+            return None
+        try:
+            return date.fromisoformat(valeur)
+        except ValueError:
+            self.faute(champ, f"« {valeur} » n'est pas une date du calendrier")
             return None
 
+    def numero(self, valeur: str, champ: str) -> None:
+        if not NUMERO.fullmatch(valeur):
+            self.faute(champ, f"« {valeur} » : 1 à 30 caractères parmi lettres, chiffres, « - » et « / »")
 
-_CLES_FACTURE = frozenset({"type", "numero", "regie", "dossier", "payeur", "emise_le", "echeance",
-                           "periode", "lignes", "montant"})
-_CLES_PAYEUR = frozenset({"civilite", "nom", "prenom", "email", "adresse"})
-_CLES_ADRESSE = frozenset({"ligne1", "ligne2", "code_postal", "ville"})
-_CLES_LIGNE = frozenset({"prestation", "libelle", "enfant", "naissance", "quantite", "prix_unitaire",
-                         "montant"})
-_CLES_AVOIR = frozenset({"type", "numero", "facture", "emise_le", "montant", "motif"})
+    def schema(self, exc: ValidationError) -> None:
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            # L'union facture | avoir préfixe chaque chemin de son étiquette : on l'enlève.
+            if loc and loc[0] in ("facture", "avoir"):
+                loc = loc[1:]
+            champ = _chemin(loc) or None
+            typ = err["type"]
+            if typ in ("union_tag_invalid", "union_tag_not_found"):
+                self.faute("type", f"« {err['ctx'].get('tag', '')} » : « facture » ou « avoir » attendu")
+            elif typ == "model_attributes_type":
+                self.faute(None, "un objet JSON est attendu")
+            elif typ == "json_invalid":
+                self.faute(None, f"JSON invalide ({err['ctx'].get('error', '')})")
+            elif typ == "string_too_long":
+                self.faute(champ, f"au plus {err['ctx']['max_length']} caractères")
+            elif typ in _MESSAGES:
+                self.faute(champ, _MESSAGES[typ])
+            else:
+                self.faute(champ, message_erreur(dict(err)))
 
 
-def lire_objet(obj: Any, ligne: int, ref: Referentiel, erreurs: CollecteurErreurs) -> FactureLue | AvoirLu | None:
-    """Contrôle un objet facture ou avoir ; None (et des erreurs notées) s'il est invalide."""
-    lec = _Lecteur(erreurs, ligne)
-    if not isinstance(obj, dict):
-        lec.faute("type", "un objet JSON est attendu")
+def _valider(brut: bytes | dict[str, object], ligne: int, erreurs: CollecteurErreurs
+             ) -> tuple[_FactureJson | _AvoirJson | None, _Verif]:
+    v = _Verif(erreurs, ligne)
+    try:
+        objet = _OBJET.validate_json(brut) if isinstance(brut, bytes) else _OBJET.validate_python(brut)
+    except ValidationError as exc:
+        v.schema(exc)
+        return None, v
+    return objet, v
+
+
+def _empreinte(objet: _Modele) -> str:
+    # Le JSON du modèle validé : indépendant de l'ordre des clés et des espaces du fichier.
+    return hashlib.sha256(objet.__pydantic_serializer__.to_json(objet)).hexdigest()
+
+
+def lire_objet(brut: bytes | dict[str, object] | object, ligne: int, ref: Referentiel,
+               erreurs: CollecteurErreurs) -> FactureLue | AvoirLu | None:
+    """Contrôle un objet facture ou avoir (JSON brut ou déjà décodé) ; None et des erreurs s'il est invalide."""
+    if not isinstance(brut, (bytes, dict)):
+        erreurs.ajouter(ligne, None, "un objet JSON est attendu")
         return None
-    typ = obj.get("type")
-    if typ == "facture":
-        return _lire_facture(obj, lec, ref)
-    if typ == "avoir":
-        return _lire_avoir(obj, lec)
-    lec.faute("type", f"« {typ} » : « facture » ou « avoir » attendu")
-    return None
-
-
-def _lire_numero(obj: Mapping[str, Any], lec: _Lecteur, cle: str = "numero") -> str | None:
-    numero = lec.texte(obj, cle, cle, 30)
-    if numero is not None and not NUMERO.fullmatch(numero):
-        lec.faute(cle, f"« {numero} » : 1 à 30 caractères parmi lettres, chiffres, « - » et « / »")
+    objet, v = _valider(brut, ligne, erreurs)
+    if objet is None:
         return None
-    return numero
+    if isinstance(objet, _AvoirJson):
+        return _controler_avoir(objet, v)
+    return _controler_facture(objet, v, ref)
 
 
-def _lire_facture(obj: dict[str, Any], lec: _Lecteur, ref: Referentiel) -> FactureLue | None:
-    lec.cles(obj, _CLES_FACTURE)
-    numero = _lire_numero(obj, lec)
-    refdet = ""
-    if numero is not None:
-        refdet = refdet_de(numero)
-        if not 6 <= len(refdet) <= 30:
-            lec.faute("numero", f"« {numero} » : la référence PayFiP (refdet) « {refdet} » doit compter "
-                                "de 6 à 30 lettres ou chiffres")
-    regie = lec.texte(obj, "regie", "regie", 20)
-    if regie is not None and regie not in ref.regies:
-        lec.faute("regie", f"« {regie} » n'est pas une régie de la configuration")
-    dossier = lec.texte(obj, "dossier", "dossier", 20)
-    payeur = _lire_payeur(obj.get("payeur"), lec) if "payeur" in obj else None
-    if "payeur" not in obj:
-        lec.faute("payeur", "champ obligatoire manquant")
-    emise_le = lec.date_(obj, "emise_le", "emise_le")
-    echeance = lec.date_(obj, "echeance", "echeance")
+def _controler_facture(f: _FactureJson, v: _Verif, ref: Referentiel) -> FactureLue | None:
+    v.numero(f.numero, "numero")
+    refdet = refdet_de(f.numero)
+    if v.ok and not 6 <= len(refdet) <= 30:
+        v.faute("numero", f"« {f.numero} » : la référence PayFiP (refdet) « {refdet} » doit compter "
+                          "de 6 à 30 lettres ou chiffres")
+    if f.regie not in ref.regies:
+        v.faute("regie", f"« {f.regie} » n'est pas une régie de la configuration")
+    if not f.dossier.strip():
+        v.faute("dossier", "ne peut pas être vide")
+    p = f.payeur
+    if p.civilite not in ("M", "MME"):
+        v.faute("payeur.civilite", f"« {p.civilite} » : M ou MME attendu (le PES refuse les autres)")
+    for champ, valeur in (("payeur.nom", p.nom), ("payeur.prenom", p.prenom),
+                          ("payeur.adresse.ligne1", p.adresse.ligne1), ("payeur.adresse.ville", p.adresse.ville)):
+        if not valeur.strip():
+            v.faute(champ, "ne peut pas être vide")
+    if p.email is not None and not COURRIEL.fullmatch(p.email):
+        v.faute("payeur.email", f"« {p.email} » n'est pas une adresse électronique")
+    if not CP.fullmatch(p.adresse.code_postal):
+        v.faute("payeur.adresse.code_postal", f"« {p.adresse.code_postal} » : cinq chiffres attendus")
+    emise_le = v.date_(f.emise_le, "emise_le")
+    echeance = v.date_(f.echeance, "echeance")
     if emise_le and echeance and echeance < emise_le:
-        lec.faute("echeance", f"l'échéance {echeance} précède la date d'émission {emise_le}")
-    periode = lec.texte(obj, "periode", "periode", 7)
-    if periode is not None and not PERIODE.fullmatch(periode):
-        lec.faute("periode", f"« {periode} » : une période AAAA-MM est attendue")
+        v.faute("echeance", f"l'échéance {echeance} précède la date d'émission {emise_le}")
+    periode: str | None = f.periode
+    if not PERIODE.fullmatch(f.periode):
+        v.faute("periode", f"« {f.periode} » : une période AAAA-MM est attendue")
         periode = None
-    lignes: list[LigneLue] = []
-    brutes = obj.get("lignes")
-    if not isinstance(brutes, list) or not brutes:
-        lec.faute("lignes", "au moins une ligne est attendue")
-    else:
-        for rang, brute in enumerate(brutes, 1):
-            lue = _lire_ligne(brute, rang, lec, ref, periode)
-            if lue is not None:
-                lignes.append(lue)
-    montant = lec.euros(obj, "montant", "montant")
-    if montant is not None and montant <= 0:
-        lec.faute("montant", "le montant doit être strictement positif")
-    elif montant is not None and lec.ok and sum(x.montant for x in lignes) != montant:
-        total = sum(x.montant for x in lignes)
-        lec.faute("montant", f"le montant {montant // 100}.{montant % 100:02d} n'est pas la somme des lignes "
-                             f"({total // 100}.{total % 100:02d})")
-    if not lec.ok:
-        return None
-    assert numero and regie and dossier and payeur and emise_le and echeance and periode and montant
-    return FactureLue(lec.ligne, numero, refdet, regie, dossier, payeur, emise_le, echeance, periode,
-                      tuple(lignes), montant, empreinte_objet(obj))
-
-
-def _lire_payeur(p: Any, lec: _Lecteur) -> Payeur | None:
-    if not isinstance(p, dict):
-        lec.faute("payeur", "un objet est attendu")
-        return None
-    lec.cles(p, _CLES_PAYEUR, "payeur.")
-    civilite = p.get("civilite")
-    if civilite not in ("M", "MME"):
-        lec.faute("payeur.civilite", f"« {civilite} » : M ou MME attendu (le PES refuse les autres)")
-    nom = lec.texte(p, "nom", "payeur.nom", 100)
-    prenom = lec.texte(p, "prenom", "payeur.prenom", 100)
-    email = lec.texte(p, "email", "payeur.email", 200, requis=False)
-    if email is not None and not COURRIEL.fullmatch(email):
-        lec.faute("payeur.email", f"« {email} » n'est pas une adresse électronique")
-    a = p.get("adresse")
-    if not isinstance(a, dict):
-        lec.faute("payeur.adresse", "l'adresse est obligatoire (elle figure sur le titre)")
-        return None
-    lec.cles(a, _CLES_ADRESSE, "payeur.adresse.")
-    ligne1 = lec.texte(a, "ligne1", "payeur.adresse.ligne1", 200)
-    ligne2 = lec.texte(a, "ligne2", "payeur.adresse.ligne2", 200, requis=False)
-    cp = lec.texte(a, "code_postal", "payeur.adresse.code_postal", 10)
-    if cp is not None and not CP.fullmatch(cp):
-        lec.faute("payeur.adresse.code_postal", f"« {cp} » : cinq chiffres attendus")
-    ville = lec.texte(a, "ville", "payeur.adresse.ville", 100)
-    if civilite not in ("M", "MME") or not (nom and prenom and ligne1 and cp and ville):
-        return None
-    return Payeur(str(civilite), nom, prenom, email, ligne1, ligne2 or None, cp, ville)
-
-
-def _lire_ligne(brute: Any, rang: int, lec: _Lecteur, ref: Referentiel, periode: str | None) -> LigneLue | None:
-    champ = f"lignes[{rang}]"
-    if not isinstance(brute, dict):
-        lec.faute(champ, "un objet est attendu")
-        return None
-    avant = lec.ok
-    lec.ok = True
-    lec.cles(brute, _CLES_LIGNE, champ + ".")
-    prestation = lec.texte(brute, "prestation", champ + ".prestation", 20)
-    if prestation is not None and prestation not in ref.prestations_cesu:
-        lec.faute(champ + ".prestation", f"« {prestation} » n'est pas une prestation de la configuration")
-    libelle = lec.texte(brute, "libelle", champ + ".libelle", 200)
-    enfant = lec.texte(brute, "enfant", champ + ".enfant", 200, requis=False)
-    naissance = lec.date_(brute, "naissance", champ + ".naissance", requis=False)
-    quantite: int | None = None
-    q = brute.get("quantite")
-    if not isinstance(q, str):
-        lec.faute(champ + ".quantite", "une quantité s'écrit comme une chaîne (« 12 », « 1.5 »)")
-    else:
+    lignes = []
+    for rang, lg in enumerate(f.lignes, 1):
+        champ = f"lignes[{rang}]"
+        cesu = ref.prestations_cesu.get(lg.prestation)
+        if cesu is None:
+            v.faute(champ + ".prestation", f"« {lg.prestation} » n'est pas une prestation de la configuration")
+        naissance = v.date_(lg.naissance, champ + ".naissance") if lg.naissance is not None else None
         try:
-            quantite = decimal_en_centiemes(q)
+            quantite = decimal_en_centiemes(lg.quantite)
         except MontantInvalide as exc:
-            lec.faute(champ + ".quantite", str(exc))
+            v.faute(champ + ".quantite", str(exc))
+            quantite = -1
         else:
             if quantite <= 0:
-                lec.faute(champ + ".quantite", "la quantité doit être strictement positive")
-    prix = lec.euros(brute, "prix_unitaire", champ + ".prix_unitaire")
-    montant = lec.euros(brute, "montant", champ + ".montant")
-    if quantite is not None and quantite > 0 and prix is not None and montant is not None:
-        attendu = produit_arrondi(quantite, prix)
-        if attendu != montant:
-            lec.faute(champ + ".montant", f"{montant // 100}.{montant % 100:02d} ≠ quantité × prix unitaire "
-                                          f"= {attendu // 100}.{attendu % 100:02d}")
-    ok = lec.ok
-    lec.ok = avant and ok
-    if not ok:
+                v.faute(champ + ".quantite", "la quantité doit être strictement positive")
+        prix = v.euros(lg.prix_unitaire, champ + ".prix_unitaire")
+        montant = v.euros(lg.montant, champ + ".montant")
+        if v.ok:
+            attendu = produit_arrondi(quantite, prix)
+            if attendu != montant:
+                v.faute(champ + ".montant", f"{centimes_en_euros(montant)} ≠ quantité × prix unitaire "
+                                            f"= {centimes_en_euros(attendu)}")
+        eligible = bool(cesu) and periode is not None and ligne_eligible_cesu(True, naissance, periode)
+        lignes.append(LigneLue(rang, lg.prestation, lg.libelle, lg.enfant, naissance, quantite, prix, montant,
+                               eligible))
+    montant = v.euros(f.montant, "montant")
+    if v.ok and montant <= 0:
+        v.faute("montant", "le montant doit être strictement positif")
+    elif v.ok and (total := sum(x.montant for x in lignes)) != montant:
+        v.faute("montant", f"le montant {centimes_en_euros(montant)} n'est pas la somme des lignes "
+                           f"({centimes_en_euros(total)})")
+    if not v.ok:
         return None
-    assert prestation and libelle and quantite is not None and prix is not None and montant is not None
-    eligible = periode is not None and ligne_eligible_cesu(ref.prestations_cesu[prestation], naissance, periode)
-    return LigneLue(rang, prestation, libelle, enfant, naissance, quantite, prix, montant, eligible)
+    assert emise_le is not None and echeance is not None and periode is not None
+    payeur = Payeur(p.civilite, p.nom, p.prenom, p.email, p.adresse.ligne1, p.adresse.ligne2 or None,
+                    p.adresse.code_postal, p.adresse.ville)
+    return FactureLue(v.ligne, f.numero, refdet, f.regie, f.dossier, payeur, emise_le, echeance, periode,
+                      tuple(lignes), montant, _empreinte(f))
 
 
-def _lire_avoir(obj: dict[str, Any], lec: _Lecteur) -> AvoirLu | None:
-    lec.cles(obj, _CLES_AVOIR)
-    numero = _lire_numero(obj, lec)
-    facture = _lire_numero(obj, lec, "facture")
-    emise_le = lec.date_(obj, "emise_le", "emise_le")
-    montant = lec.euros(obj, "montant", "montant")
-    if montant is not None and montant <= 0:
-        lec.faute("montant", "le montant d'un avoir doit être strictement positif")
-    motif = lec.texte(obj, "motif", "motif", 200)
-    if not lec.ok:
+def _controler_avoir(a: _AvoirJson, v: _Verif) -> AvoirLu | None:
+    v.numero(a.numero, "numero")
+    v.numero(a.facture, "facture")
+    emise_le = v.date_(a.emise_le, "emise_le")
+    montant = v.euros(a.montant, "montant")
+    if v.ok and montant <= 0:
+        v.faute("montant", "le montant d'un avoir doit être strictement positif")
+    if not a.motif.strip():
+        v.faute("motif", "ne peut pas être vide")
+    if not v.ok:
         return None
-    assert numero and facture and emise_le and montant and motif
-    return AvoirLu(lec.ligne, numero, facture, emise_le, montant, motif, empreinte_objet(obj))
+    assert emise_le is not None
+    return AvoirLu(v.ligne, a.numero, a.facture, emise_le, montant, a.motif, _empreinte(a))
 
 
 def lire_jsonl(flux: IO[bytes], nom_fichier: str, ref: Referentiel,
@@ -356,16 +376,11 @@ def lire_jsonl(flux: IO[bytes], nom_fichier: str, ref: Referentiel,
             continue
         vide = False
         try:
-            texte = brute.decode("utf-8")
+            brute.decode("utf-8")
         except UnicodeDecodeError:
             erreurs.ajouter(numero, None, "la ligne n'est pas en UTF-8 (fichier en Latin-1 ? encodage attendu : UTF-8)")
             continue
-        try:
-            obj = json.loads(texte)
-        except ValueError as exc:
-            erreurs.ajouter(numero, None, f"JSON invalide ({exc.args[0].split(':')[0]})")
-            continue
-        lu = lire_objet(obj, numero, ref, erreurs)
+        lu = lire_objet(brute, numero, ref, erreurs)
         if lu is not None:
             yield lu
     if vide:

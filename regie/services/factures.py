@@ -16,6 +16,7 @@ from regie.application import Application
 from regie.domaine import LigneOuverte, repartir, statut_facture
 from regie.erreurs import CollecteurErreurs, FichierRefuse
 from regie.montants import centimes_en_euros
+from regie.registre.masse import inserer, reserver_ids
 from regie.registre.modeles import (
     Affectation,
     Avoir,
@@ -105,7 +106,7 @@ class _Import:
         dossiers = dossiers_ids(conn, (f.dossier for f in nouvelles))
         premiere_dette = prendre_numeros(conn, "dette", len(nouvelles))
         now = maintenant()
-        lignes_facture = [{
+        lignes_facture: list[dict[str, object]] = [{
             "numero": f.numero, "regie_code": f.regie, "dossier_id": dossiers[f.dossier],
             "emise_le": f.emise_le, "echeance": f.echeance, "periode": f.periode, "montant": f.montant,
             "paye": 0, "avoirs": 0, "statut": "emise", "numero_dette": premiere_dette + i, "refdet": f.refdet,
@@ -114,15 +115,17 @@ class _Import:
             "code_postal": f.payeur.code_postal, "ville": f.payeur.ville, "empreinte": f.empreinte,
             "fichier_id": self.fichier_id, "cree_le": now,
         } for i, f in enumerate(nouvelles)]
-        ids = conn.execute(insert(Facture).returning(Facture.id, sort_by_parameter_order=True),
-                           lignes_facture).scalars().all()
-        conn.execute(insert(LigneFacture), [{
+        ids = reserver_ids(conn, Facture.__table__, len(nouvelles))
+        for id_, ligne in zip(ids, lignes_facture, strict=True):
+            ligne["id"] = id_
+        inserer(conn, Facture.__table__, lignes_facture)
+        inserer(conn, LigneFacture.__table__, [{
             "facture_id": fid, "rang": lg.rang, "prestation_code": lg.prestation, "libelle": lg.libelle,
             "enfant": lg.enfant, "naissance": lg.naissance, "quantite_centiemes": lg.quantite_centiemes,
             "prix_unitaire": lg.prix_unitaire, "montant": lg.montant, "eligible_cesu": lg.eligible_cesu,
             "paye": 0, "avoirs": 0,
         } for fid, f in zip(ids, nouvelles, strict=True) for lg in f.lignes])
-        conn.execute(insert(MouvementCompte), [{
+        inserer(conn, MouvementCompte.__table__, [{
             "dossier_id": dossiers[f.dossier], "quand": debut_du_jour(f.emise_le), "nature": "facture",
             "libelle": f"Facture {f.numero} ({f.periode})", "montant": f.montant, "delta_du": f.montant,
             "delta_credit": 0, "delta_tresor": 0, "facture_id": fid, "cree_le": now,
