@@ -7,6 +7,7 @@ Codes de retour : 0 fait ; 1 entrée refusée (rien d'appliqué) ; 2 mauvais usa
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -105,7 +106,21 @@ def analyseur() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="l'objet JSON du contrat (specs/cli.md)")
     c.set_defaults(faire=cmd_etat)
 
+    # Les autres modules ajoutent leurs commandes (chacun les siennes, dans son module).
+    for module in MODULES_COMMANDES:
+        try:
+            ajouter = importlib.import_module(module).ajouter_commandes
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        ajouter(sous, fs)
     return p
+
+
+# Chaque module expose ajouter_commandes(sous_commandes, sous_commandes_factures).
+MODULES_COMMANDES = ("regie.commandes_paiements", "regie.api.commandes", "exports.commandes",
+                     "regie.commandes_boite", "regie.commandes_nuit")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
