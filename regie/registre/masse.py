@@ -9,7 +9,15 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, FromClause, text
+from sqlalchemy import Connection, FromClause, Table, text
+from sqlalchemy.orm import DeclarativeBase
+
+
+def table_de(modele: type[DeclarativeBase]) -> Table:
+    """La table (Core) d'un modèle, typée comme telle pour les écritures en masse."""
+    table = modele.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def inserer(conn: Connection, table: FromClause, lignes: Sequence[Mapping[str, Any]]) -> None:
@@ -34,11 +42,15 @@ def inserer(conn: Connection, table: FromClause, lignes: Sequence[Mapping[str, A
             ligne = list(t)
             for i, f, memo in convertir:
                 v = ligne[i]
-                if v is not None:
-                    try:
-                        ligne[i] = memo[v]
-                    except KeyError:
-                        ligne[i] = memo[v] = f(v)
+                if v is None:
+                    continue
+                if isinstance(v, (dict, list)):  # JSON : pas de mémo possible
+                    ligne[i] = f(v)
+                    continue
+                try:
+                    ligne[i] = memo[v]
+                except KeyError:
+                    ligne[i] = memo[v] = f(v)
             donnees[n] = tuple(ligne)
     conn.exec_driver_sql(sql, donnees)
 

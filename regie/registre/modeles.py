@@ -395,3 +395,84 @@ class Audit(Base):
     motif: Mapped[str | None] = mapped_column(Text)
     avant: Mapped[dict[str, Any]] = mapped_column(default=dict)
     apres: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- PayFiP, API du portail ---------------------------------------------------------------
+
+class OperationPayfip(Base):
+    """Une tentative de paiement en ligne (un idOp) et son panier de factures.
+
+    La refdet envoyée à PayFiP est celle de la facture (une seule) ou celle du panier.
+    """
+
+    __tablename__ = "operation_payfip"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_op: Mapped[str | None] = mapped_column(String(36), unique=True)  # nul tant que PayFiP n'a pas répondu
+    refdet: Mapped[str] = mapped_column(String(30), index=True)
+    numcli: Mapped[str] = mapped_column(String(6))
+    regie_code: Mapped[str] = mapped_column(ForeignKey("regie.code"))
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossier.id"), index=True)
+    montant: Mapped[int]
+    # creee | en_attente | payee | refusee | abandonnee | expiree | echec_creation
+    statut: Mapped[str] = mapped_column(String(20), default="creee", index=True)
+    resultat: Mapped[str | None] = mapped_column(String(2))
+    paiement_id: Mapped[int | None] = mapped_column(ForeignKey("paiement.id"))
+    consultations: Mapped[int] = mapped_column(default=0)
+    cree_le: Mapped[datetime] = mapped_column(default=maintenant)
+    consultee_le: Mapped[datetime | None]
+    terminee_le: Mapped[datetime | None]
+    __table_args__ = (CheckConstraint("montant >= 100", name="montant_minimum"),)
+
+
+class LignePanierPayfip(Base):
+    __tablename__ = "ligne_panier_payfip"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operation_id: Mapped[int] = mapped_column(ForeignKey("operation_payfip.id"), index=True)
+    facture_id: Mapped[int] = mapped_column(ForeignKey("facture.id"), index=True)
+    montant: Mapped[int]
+    __table_args__ = (CheckConstraint("montant > 0", name="montant_positif"),)
+
+
+class CleApi(Base):
+    """Clé d'API du portail : seule son empreinte est gardée ; révocable."""
+
+    __tablename__ = "cle_api"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nom: Mapped[str] = mapped_column(String(100))
+    prefixe: Mapped[str] = mapped_column(String(12), unique=True)
+    empreinte: Mapped[str] = mapped_column(String(200))
+    creee_le: Mapped[datetime] = mapped_column(default=maintenant)
+    revoquee_le: Mapped[datetime | None]
+    utilisee_le: Mapped[datetime | None]
+
+
+# --- Relevés DFT -------------------------------------------------------------------------------
+
+class ReleveDft(Base):
+    """Un relevé CFONB 120 déjà lu (compte, dates, soldes) : un relevé relu est ignoré."""
+
+    __tablename__ = "releve_dft"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cle: Mapped[str] = mapped_column(String(120), unique=True)
+    compte: Mapped[str] = mapped_column(String(11))
+    date_debut: Mapped[date] = mapped_column(Date)
+    date_fin: Mapped[date] = mapped_column(Date)
+    solde_debut: Mapped[int] = mapped_column(BigInteger)
+    solde_fin: Mapped[int] = mapped_column(BigInteger)
+    fichier_id: Mapped[int | None] = mapped_column(ForeignKey("fichier_recu.id"))
+
+
+class DebitDft(Base):
+    """Un débit du compte DFT qui nomme une remise ou une facture (chèque impayé, remboursement)."""
+
+    __tablename__ = "debit_dft"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    compte: Mapped[str] = mapped_column(String(11))
+    date_operation: Mapped[date] = mapped_column(Date)
+    montant: Mapped[int]
+    texte: Mapped[str] = mapped_column(String(500))
+    remise: Mapped[str | None] = mapped_column(String(20))
+    facture_id: Mapped[int | None] = mapped_column(ForeignKey("facture.id"))
+    fichier_id: Mapped[int | None] = mapped_column(ForeignKey("fichier_recu.id"))
+    examine: Mapped[bool] = mapped_column(default=False)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 11:49:34.498143
+Create Date: 2026-11-25 12:02:43.743434
 """
 
 from alembic import op
@@ -35,6 +35,18 @@ def upgrade() -> None:
     with op.batch_alter_table("audit", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_quand"), ["quand"], unique=False)
 
+    op.create_table(
+        "cle_api",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("nom", sa.String(length=100), nullable=False),
+        sa.Column("prefixe", sa.String(length=12), nullable=False),
+        sa.Column("empreinte", sa.String(length=200), nullable=False),
+        sa.Column("creee_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.Column("revoquee_le", regie.registre.types.InstantUTC(timezone=True), nullable=True),
+        sa.Column("utilisee_le", regie.registre.types.InstantUTC(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_cle_api")),
+        sa.UniqueConstraint("prefixe", name=op.f("uq_cle_api_prefixe")),
+    )
     op.create_table(
         "compteur",
         sa.Column("nom", sa.String(length=60), nullable=False),
@@ -243,6 +255,22 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_paiement_statut"), ["statut"], unique=False)
 
     op.create_table(
+        "releve_dft",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("cle", sa.String(length=120), nullable=False),
+        sa.Column("compte", sa.String(length=11), nullable=False),
+        sa.Column("date_debut", sa.Date(), nullable=False),
+        sa.Column("date_fin", sa.Date(), nullable=False),
+        sa.Column("solde_debut", sa.BigInteger(), nullable=False),
+        sa.Column("solde_fin", sa.BigInteger(), nullable=False),
+        sa.Column("fichier_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["fichier_id"], ["fichier_recu.id"], name=op.f("fk_releve_dft_fichier_id_fichier_recu")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_releve_dft")),
+        sa.UniqueConstraint("cle", name=op.f("uq_releve_dft_cle")),
+    )
+    op.create_table(
         "anomalie",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("paiement_id", sa.Integer(), nullable=True),
@@ -299,6 +327,23 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_avoir_facture_id"), ["facture_id"], unique=False)
 
     op.create_table(
+        "debit_dft",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("reference", sa.String(length=200), nullable=False),
+        sa.Column("compte", sa.String(length=11), nullable=False),
+        sa.Column("date_operation", sa.Date(), nullable=False),
+        sa.Column("montant", sa.Integer(), nullable=False),
+        sa.Column("texte", sa.String(length=500), nullable=False),
+        sa.Column("remise", sa.String(length=20), nullable=True),
+        sa.Column("facture_id", sa.Integer(), nullable=True),
+        sa.Column("fichier_id", sa.Integer(), nullable=True),
+        sa.Column("examine", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(["facture_id"], ["facture.id"], name=op.f("fk_debit_dft_facture_id_facture")),
+        sa.ForeignKeyConstraint(["fichier_id"], ["fichier_recu.id"], name=op.f("fk_debit_dft_fichier_id_fichier_recu")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_debit_dft")),
+        sa.UniqueConstraint("reference", name=op.f("uq_debit_dft_reference")),
+    )
+    op.create_table(
         "ligne_facture",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("facture_id", sa.Integer(), nullable=False),
@@ -324,6 +369,36 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ligne_facture")),
         sa.UniqueConstraint("facture_id", "rang", name=op.f("uq_ligne_facture_facture_id")),
     )
+    op.create_table(
+        "operation_payfip",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id_op", sa.String(length=36), nullable=True),
+        sa.Column("refdet", sa.String(length=30), nullable=False),
+        sa.Column("numcli", sa.String(length=6), nullable=False),
+        sa.Column("regie_code", sa.String(length=20), nullable=False),
+        sa.Column("dossier_id", sa.Integer(), nullable=False),
+        sa.Column("montant", sa.Integer(), nullable=False),
+        sa.Column("statut", sa.String(length=20), nullable=False),
+        sa.Column("resultat", sa.String(length=2), nullable=True),
+        sa.Column("paiement_id", sa.Integer(), nullable=True),
+        sa.Column("consultations", sa.Integer(), nullable=False),
+        sa.Column("cree_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.Column("consultee_le", regie.registre.types.InstantUTC(timezone=True), nullable=True),
+        sa.Column("terminee_le", regie.registre.types.InstantUTC(timezone=True), nullable=True),
+        sa.CheckConstraint("montant >= 100", name=op.f("ck_operation_payfip_montant_minimum")),
+        sa.ForeignKeyConstraint(["dossier_id"], ["dossier.id"], name=op.f("fk_operation_payfip_dossier_id_dossier")),
+        sa.ForeignKeyConstraint(
+            ["paiement_id"], ["paiement.id"], name=op.f("fk_operation_payfip_paiement_id_paiement")
+        ),
+        sa.ForeignKeyConstraint(["regie_code"], ["regie.code"], name=op.f("fk_operation_payfip_regie_code_regie")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_operation_payfip")),
+        sa.UniqueConstraint("id_op", name=op.f("uq_operation_payfip_id_op")),
+    )
+    with op.batch_alter_table("operation_payfip", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_operation_payfip_dossier_id"), ["dossier_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_operation_payfip_refdet"), ["refdet"], unique=False)
+        batch_op.create_index(batch_op.f("ix_operation_payfip_statut"), ["statut"], unique=False)
+
     op.create_table(
         "titre",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -377,6 +452,23 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_affectation_avoir_id"), ["avoir_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_affectation_facture_id"), ["facture_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_affectation_paiement_id"), ["paiement_id"], unique=False)
+
+    op.create_table(
+        "ligne_panier_payfip",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("operation_id", sa.Integer(), nullable=False),
+        sa.Column("facture_id", sa.Integer(), nullable=False),
+        sa.Column("montant", sa.Integer(), nullable=False),
+        sa.CheckConstraint("montant > 0", name=op.f("ck_ligne_panier_payfip_montant_positif")),
+        sa.ForeignKeyConstraint(["facture_id"], ["facture.id"], name=op.f("fk_ligne_panier_payfip_facture_id_facture")),
+        sa.ForeignKeyConstraint(
+            ["operation_id"], ["operation_payfip.id"], name=op.f("fk_ligne_panier_payfip_operation_id_operation_payfip")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ligne_panier_payfip")),
+    )
+    with op.batch_alter_table("ligne_panier_payfip", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_ligne_panier_payfip_facture_id"), ["facture_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_ligne_panier_payfip_operation_id"), ["operation_id"], unique=False)
 
     op.create_table(
         "ligne_titre",
@@ -434,6 +526,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ligne_titre_titre_id"))
 
     op.drop_table("ligne_titre")
+    with op.batch_alter_table("ligne_panier_payfip", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ligne_panier_payfip_operation_id"))
+        batch_op.drop_index(batch_op.f("ix_ligne_panier_payfip_facture_id"))
+
+    op.drop_table("ligne_panier_payfip")
     with op.batch_alter_table("affectation", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_affectation_paiement_id"))
         batch_op.drop_index(batch_op.f("ix_affectation_facture_id"))
@@ -445,7 +542,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_titre_bordereau_id"))
 
     op.drop_table("titre")
+    with op.batch_alter_table("operation_payfip", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_operation_payfip_statut"))
+        batch_op.drop_index(batch_op.f("ix_operation_payfip_refdet"))
+        batch_op.drop_index(batch_op.f("ix_operation_payfip_dossier_id"))
+
+    op.drop_table("operation_payfip")
     op.drop_table("ligne_facture")
+    op.drop_table("debit_dft")
     with op.batch_alter_table("avoir", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_avoir_facture_id"))
         batch_op.drop_index(batch_op.f("ix_avoir_dossier_id"))
@@ -460,6 +564,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_anomalie_code"))
 
     op.drop_table("anomalie")
+    op.drop_table("releve_dft")
     with op.batch_alter_table("paiement", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_paiement_statut"))
         batch_op.drop_index(batch_op.f("ix_paiement_remise_id"))
@@ -491,6 +596,7 @@ def downgrade() -> None:
     op.drop_table("fichier_exporte")
     op.drop_table("dossier")
     op.drop_table("compteur")
+    op.drop_table("cle_api")
     with op.batch_alter_table("audit", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_quand"))
 

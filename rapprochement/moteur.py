@@ -1,0 +1,418 @@
+"""Le moteur : charge les paiements ouverts par lots, applique les règles, écrit les décisions.
+
+Déterministe (ordre des paiements par date de réception, canal, référence), idempotent (un
+second passage ne change rien) et sûr à plusieurs : un verrou consultatif PostgreSQL (SQLite
+sérialise déjà les écrivains) entoure chaque lot, relu sous le verrou.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
+
+from rapprochement import regles
+from rapprochement.regles import (
+    CODES_REESSAYES,
+    Decision,
+    FactureEtat,
+    LigneEtat,
+    PaiementVue,
+    RemiseVue,
+)
+from regie.application import Application
+from regie.domaine import statut_facture, statut_paiement
+from regie.registre.masse import inserer, table_de
+from regie.registre.modeles import (
+    Affectation,
+    Anomalie,
+    Bordereau,
+    Dossier,
+    Facture,
+    LigneFacture,
+    LignePanierPayfip,
+    LigneTitre,
+    MouvementCompte,
+    OperationPayfip,
+    Paiement,
+    Remise,
+    Titre,
+)
+from regie.registre.types import maintenant
+
+log = structlog.get_logger()
+VERROU_RAPPROCHEMENT = 72_630_001
+TAILLE_LOT = 1000
+_JETON = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
+STATUTS_OUVERTS = ("emise", "partiellement_payee", "titree")
+TITRES_ACTIFS = ("emis", "transmis", "accepte")
+
+
+@dataclass
+class BilanRapprochement:
+    examines: int = 0
+    affectes: int = 0
+    confirmes: int = 0
+    anomalies: dict[str, int] = field(default_factory=dict)
+    inchanges: int = 0
+
+    def message(self) -> str:
+        txt = (f"{self.examines} paiement(s) examiné(s) : {self.affectes} affecté(s), {self.confirmes} "
+               f"confirmation(s), {sum(self.anomalies.values())} en anomalie")
+        if self.anomalies:
+            txt += " (" + ", ".join(f"{n} {c}" for c, n in sorted(self.anomalies.items())) + ")"
+        if self.inchanges:
+            txt += f", {self.inchanges} toujours en attente d'une facture ou d'une remise"
+        return txt
+
+
+def verrouiller(conn: Connection) -> None:
+    """Un seul moteur écrit à la fois (PostgreSQL) ; SQLite a déjà pris son verrou (BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VERROU_RAPPROCHEMENT})
+
+
+def _ouverts(conn: Connection) -> list[int]:
+    req = (select(Paiement.id)
+           .where(or_(Paiement.statut == "a_traiter",
+                      and_(Paiement.statut == "en_anomalie", Paiement.anomalie.in_(CODES_REESSAYES))))
+           .order_by(Paiement.recu_le, Paiement.canal, Paiement.reference, Paiement.id))
+    return list(conn.execute(req).scalars())
+
+
+def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot: int = TAILLE_LOT,
+               ids: Sequence[int] | None = None) -> BilanRapprochement:
+    """`regie rapprocher` : chaque paiement ouvert finit affecté, confirmé, ou en revue avec sa raison."""
+    bilan = BilanRapprochement()
+    with app.moteur.connect() as conn:
+        a_voir = list(ids) if ids is not None else _ouverts(conn)
+    for debut in range(0, len(a_voir), taille_lot):
+        with app.moteur.begin() as conn:
+            verrouiller(conn)
+            lot = _Lot(conn, bilan)
+            lot.traiter(a_voir[debut:debut + taille_lot])
+            lot.ecrire()
+    log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
+             anomalies=bilan.anomalies)
+    return bilan
+
+
+def _sans_accents(texte: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", texte) if not unicodedata.combining(c)).upper()
+
+
+class _Lot:
+    """L'état en mémoire d'un lot : factures touchées, écritures en attente."""
+
+    def __init__(self, conn: Connection, bilan: BilanRapprochement) -> None:
+        self.conn = conn
+        self.bilan = bilan
+        self.now = maintenant()
+        self.factures: dict[int, FactureEtat] = {}
+        self.par_numero: dict[str, int] = {}
+        self.par_dette: dict[int, int] = {}
+        self.par_refdet: dict[str, list[int]] = defaultdict(list)
+        self.lignes_modifiees: set[int] = set()
+        self.factures_modifiees: set[int] = set()
+        self.affectations: list[dict[str, Any]] = []
+        self.mouvements: list[dict[str, Any]] = []
+        self.anomalies: list[dict[str, Any]] = []
+        self.anomalies_closes: list[int] = []
+        self.paiements: list[dict[str, Any]] = []
+        self.remises: list[dict[str, Any]] = []
+        self.index_ligne: dict[int, LigneEtat] = {}
+
+    # --- Chargement ---------------------------------------------------------------------------
+
+    def _charger_factures(self, condition: Any) -> None:
+        req = (select(Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero, Facture.regie_code,
+                      Facture.statut, Facture.montant, Facture.paye, Facture.avoirs, Facture.echeance,
+                      Facture.numero_dette, Facture.refdet, Facture.nom)
+               .join(Dossier, Dossier.id == Facture.dossier_id).where(condition))
+        nouvelles: list[int] = []
+        for (fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, dette, refdet,
+             nom) in self.conn.execute(req):
+            if fid in self.factures:
+                continue
+            self.factures[fid] = FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs,
+                                             echeance, statut == "titree", [], nom)
+            self.par_numero[numero] = fid
+            self.par_dette[dette] = fid
+            self.par_refdet[refdet].append(fid)
+            nouvelles.append(fid)
+        if not nouvelles:
+            return
+        for i in range(0, len(nouvelles), 900):
+            morceau = nouvelles[i:i + 900]
+            for lid, fid, rang, montant, paye, avoirs, eligible in self.conn.execute(
+                    select(LigneFacture.id, LigneFacture.facture_id, LigneFacture.rang, LigneFacture.montant,
+                           LigneFacture.paye, LigneFacture.avoirs, LigneFacture.eligible_cesu)
+                    .where(LigneFacture.facture_id.in_(morceau)).order_by(LigneFacture.facture_id, LigneFacture.rang)):
+                ligne = LigneEtat(lid, rang, montant, paye, avoirs, eligible)
+                self.factures[fid].lignes.append(ligne)
+                self.index_ligne[lid] = ligne
+            for lid, cesu in self.conn.execute(
+                    select(Affectation.ligne_id, func.sum(Affectation.montant))
+                    .join(Paiement, Paiement.id == Affectation.paiement_id)
+                    .where(Affectation.facture_id.in_(morceau), Paiement.canal == "cesu")
+                    .group_by(Affectation.ligne_id)):
+                self.index_ligne[lid].cesu = int(cesu)
+            for fid in self.conn.execute(select(Titre.facture_id).where(
+                    Titre.facture_id.in_(morceau), Titre.statut.in_(TITRES_ACTIFS))).scalars():
+                self.factures[fid].titree = True
+
+    def _proches(self, montant: int, *, cesu: bool = False, exclure: int | None = None) -> list[FactureEtat]:
+        """Suggestions : factures ouvertes dont le reste égale le montant (les plus anciennes d'abord)."""
+        reste = Facture.montant - Facture.paye - Facture.avoirs
+        ids = list(self.conn.execute(select(Facture.id).where(
+            reste == montant, Facture.statut.in_(STATUTS_OUVERTS)).order_by(Facture.echeance, Facture.numero)
+            .limit(5)).scalars())
+        self._charger_factures(Facture.id.in_(ids))
+        return [self.factures[i] for i in ids if i != exclure]
+
+    # --- Traitement -----------------------------------------------------------------------------
+
+    def traiter(self, ids: Sequence[int]) -> None:
+        lignes = self.conn.execute(
+            select(Paiement.id, Paiement.canal, Paiement.reference, Paiement.montant, Paiement.recu_le,
+                   Paiement.reference_facture, Paiement.details, Paiement.statut, Paiement.anomalie)
+            .where(Paiement.id.in_(ids))).all()
+        ordre = {pid: i for i, pid in enumerate(ids)}
+        vues: list[tuple[PaiementVue, str, str | None]] = []
+        for pid, canal, ref, montant, recu_le, ref_fac, details, statut, anomalie in sorted(
+                lignes, key=lambda r: ordre[r[0]]):
+            # Relu sous le verrou : un autre moteur a pu le traiter entre-temps.
+            if not (statut == "a_traiter" or (statut == "en_anomalie" and anomalie in CODES_REESSAYES)):
+                continue
+            vues.append((PaiementVue(pid, canal, ref, montant, recu_le, ref_fac, details.get("remise"),
+                                     dict(details)), statut, anomalie))
+        self._precharger([v for v, _, _ in vues])
+        for vue, statut, anomalie in vues:
+            self.bilan.examines += 1
+            decision = self._decider(vue)
+            if statut == "en_anomalie" and decision.anomalie == anomalie:
+                self.bilan.inchanges += 1  # toujours la même raison : rien à réécrire
+                continue
+            self._appliquer(vue, decision, ancienne=anomalie if statut == "en_anomalie" else None)
+
+    def _precharger(self, vues: list[PaiementVue]) -> None:
+        numeros: set[str] = set()
+        dettes: set[int] = set()
+        refdets: set[str] = set()
+        for v in vues:
+            if v.canal in ("cesu", "cheque") and v.reference_facture:
+                numeros.add(v.reference_facture)
+            elif v.canal == "buraliste" and v.reference_facture and v.reference_facture.isdigit():
+                dettes.add(int(v.reference_facture))
+            elif v.canal == "payfip" and v.reference_facture:
+                refdets.add(v.reference_facture)
+            elif v.canal == "virement":
+                jetons = set(_JETON.findall(str(v.details.get("texte") or "")))
+                numeros |= jetons
+                refdets |= jetons
+        conditions = []
+        if numeros:
+            conditions.append(Facture.numero.in_(numeros))
+        if dettes:
+            conditions.append(Facture.numero_dette.in_(dettes))
+        if refdets:
+            conditions.append(Facture.refdet.in_(refdets))
+        if conditions:
+            self._charger_factures(or_(*conditions))
+
+    def _decider(self, p: PaiementVue) -> Decision:
+        if p.canal == "buraliste":
+            dette = int(p.reference_facture) if p.reference_facture and p.reference_facture.isdigit() else None
+            f = self.factures.get(self.par_dette.get(dette, -1)) if dette is not None else None
+            d = regles.decider_buraliste(p, f, [])
+            if d.anomalie in ("DATAMATRIX_INVALIDE", "REFERENCE_INCONNUE"):
+                d = regles.decider_buraliste(p, f, self._proches(p.montant))
+            return d
+        if p.canal == "cesu":
+            f = self.factures.get(self.par_numero.get(p.reference_facture or "", -1))
+            d = regles.decider_cesu(p, f, [])
+            return regles.decider_cesu(p, f, self._proches(p.montant)) if d.anomalie == "REFERENCE_INCONNUE" else d
+        if p.canal == "cheque":
+            f = self.factures.get(self.par_numero.get(p.reference_facture or "", -1))
+            famille = [] if f is not None else self._famille_du_tireur(p)
+            d = regles.decider_cheque(p, f, famille, [])
+            if d.anomalie == "REFERENCE_INCONNUE":
+                d = regles.decider_cheque(p, f, famille, self._proches(p.montant))
+            return d
+        if p.canal == "virement":
+            jetons = set(_JETON.findall(str(p.details.get("texte") or "")))
+            trouvees = sorted({fid for j in jetons for fid in ([self.par_numero[j]] if j in self.par_numero else [])
+                               + self.par_refdet.get(j, [])})
+            d = regles.decider_virement(p, [self.factures[i] for i in trouvees], [])
+            if d.anomalie == "REFERENCE_INCONNUE":
+                d = regles.decider_virement(p, [], self._proches(p.montant))
+            return d
+        if p.canal == "payfip":
+            return regles.decider_payfip(p, self._panier(p.reference), self._par_refdet(p.reference_facture))
+        if p.canal == "cfonb":
+            return regles.decider_confirmation_dft(p, self._remise(p.remise))
+        if p.canal == "crcesu":
+            return regles.decider_crcesu(p, self._remise(p.remise or p.reference))
+        if p.canal == "pes_retour":
+            f, ligne_id = self._titre(p)
+            return regles.decider_pes_retour(p, f, self._a_confirmer(p, f) if f else None, ligne_id)
+        raise ValueError(f"canal inconnu : {p.canal}")
+
+    def _par_refdet(self, refdet: str | None) -> FactureEtat | None:
+        ids = self.par_refdet.get(refdet or "", [])
+        return self.factures[ids[0]] if len(ids) == 1 else None
+
+    def _famille_du_tireur(self, p: PaiementVue) -> list[FactureEtat]:
+        """Factures ouvertes d'exactement ce montant dont le payeur porte le nom et le prénom du tireur."""
+        jetons = set(re.findall(r"[A-Z]+", _sans_accents(str(p.details.get("tireur") or ""))))
+        if not jetons:
+            return []
+        reste = Facture.montant - Facture.paye - Facture.avoirs
+        lignes = self.conn.execute(select(Facture.id, Facture.nom, Facture.prenom).where(
+            reste == p.montant, Facture.statut.in_(("emise", "partiellement_payee")))
+            .order_by(Facture.echeance, Facture.numero).limit(200)).all()
+        retenues = [fid for fid, nom, prenom in lignes
+                    if set(re.findall(r"[A-Z]+", _sans_accents(nom))) <= jetons
+                    and set(re.findall(r"[A-Z]+", _sans_accents(prenom))) <= jetons]
+        self._charger_factures(Facture.id.in_(retenues))
+        return [self.factures[i] for i in retenues]
+
+    def _panier(self, id_op: str) -> list[tuple[FactureEtat, int]]:
+        lignes = self.conn.execute(select(LignePanierPayfip.facture_id, LignePanierPayfip.montant)
+                                   .join(OperationPayfip, OperationPayfip.id == LignePanierPayfip.operation_id)
+                                   .where(OperationPayfip.id_op == id_op).order_by(LignePanierPayfip.id)).all()
+        self._charger_factures(Facture.id.in_([fid for fid, _ in lignes]))
+        return [(self.factures[fid], m) for fid, m in lignes]
+
+    def _remise(self, identifiant: str | None) -> RemiseVue | None:
+        if not identifiant:
+            return None
+        r = self.conn.execute(select(Remise.id, Remise.identifiant, Remise.canal, Remise.montant, Remise.nombre,
+                                     Remise.statut).where(Remise.identifiant == identifiant)).first()
+        if r is None:
+            return None
+        verse = self.conn.execute(select(Paiement.montant).where(
+            Paiement.canal == "crcesu", Paiement.reference == identifiant)).scalar()
+        return RemiseVue(r.id, r.identifiant, r.canal, r.montant, r.nombre, r.statut, verse)
+
+    def _titre(self, p: PaiementVue) -> tuple[FactureEtat | None, int | None]:
+        try:
+            exercice, bordereau, piece = (int(x) for x in (p.reference_facture or "").split("/"))
+        except ValueError:
+            return None, None
+        t = self.conn.execute(select(Titre.id, Titre.facture_id).join(Bordereau, Bordereau.id == Titre.bordereau_id)
+                              .where(Titre.exercice == exercice, Bordereau.numero == bordereau,
+                                     Titre.piece == piece)).first()
+        if t is None:
+            return None, None
+        self._charger_factures(Facture.id == t.facture_id)
+        ligne_id = self.conn.execute(select(LigneTitre.ligne_id).where(
+            LigneTitre.titre_id == t.id, LigneTitre.numero == int(p.details.get("id_ligne") or 0))).scalar()
+        return self.factures[t.facture_id], ligne_id
+
+    def _a_confirmer(self, p: PaiementVue, f: FactureEtat) -> int | None:
+        """Un paiement déjà connu pour cette facture, même montant, à 10 jours près, pas encore confirmé."""
+        confirmes = select(Paiement.confirme_paiement_id).where(Paiement.confirme_paiement_id.is_not(None))
+        candidats = self.conn.execute(
+            select(Paiement.id, Paiement.recu_le).join(Affectation, Affectation.paiement_id == Paiement.id)
+            .where(Affectation.facture_id == f.id, Paiement.canal.in_(("buraliste", "payfip")),
+                   Paiement.montant == p.montant, Paiement.statut != "annule",
+                   Paiement.id.not_in(confirmes))
+            .group_by(Paiement.id, Paiement.recu_le).order_by(Paiement.recu_le, Paiement.id)).all()
+        en_attente = {m["confirme_paiement_id"] for m in self.paiements if m.get("confirme_paiement_id")}
+        for pid, recu_le in candidats:
+            if pid not in en_attente and abs(recu_le - p.recu_le) <= timedelta(days=regles.JOURS_CONFIRMATION_PES):
+                return int(pid)
+        return None
+
+    # --- Application et écriture -----------------------------------------------------------------
+
+    def _appliquer(self, p: PaiementVue, d: Decision, *, ancienne: str | None) -> None:
+        par_facture: dict[int, int] = defaultdict(int)
+        for part in d.parts:
+            f = self.factures[part.facture_id]
+            ligne = self.index_ligne[part.ligne_id]
+            ligne.paye += part.montant
+            if p.canal == "cesu":
+                ligne.cesu += part.montant
+            f.paye += part.montant
+            par_facture[f.id] += part.montant
+            self.lignes_modifiees.add(ligne.id)
+            self.affectations.append({
+                "paiement_id": p.id, "avoir_id": None, "facture_id": f.id, "ligne_id": ligne.id,
+                "montant": part.montant, "regle": d.regle, "preuve": d.preuve, "annule_id": None,
+                "auteur": "systeme", "cree_le": self.now})
+        dossier_id = None
+        for fid, montant in par_facture.items():
+            f = self.factures[fid]
+            f.statut = statut_facture(f.montant, f.paye, f.avoirs, f.titree)
+            self.factures_modifiees.add(fid)
+            dossier_id = dossier_id or f.dossier_id
+            self.mouvements.append({
+                "dossier_id": f.dossier_id, "quand": p.recu_le, "nature": "paiement",
+                "libelle": f"Paiement {p.canal} {p.reference} affecté à la facture {f.numero}"[:300],
+                "montant": montant, "delta_du": 0 if f.titree else -montant, "delta_credit": 0,
+                "delta_tresor": -montant if f.titree else 0, "facture_id": fid, "paiement_id": p.id,
+                "cree_le": self.now})
+        affecte = d.affecte
+        if d.anomalie:
+            statut = "en_anomalie"
+            self.bilan.anomalies[d.anomalie] = self.bilan.anomalies.get(d.anomalie, 0) + 1
+            self.anomalies.append({
+                "paiement_id": p.id, "code": d.anomalie, "statut": "ouverte", "raison": d.raison,
+                "preuve": {"regle": d.regle, **d.preuve, "brut": None}, "suggestions": d.suggestions,
+                "cree_le": self.now})
+        elif d.confirme_paiement_id is not None or d.remise_confirmee_id is not None or p.canal in ("crcesu",):
+            statut = "confirme"
+            self.bilan.confirmes += 1
+        else:
+            statut = statut_paiement(p.montant, affecte, None)
+            self.bilan.affectes += 1
+        if ancienne is not None:
+            self.anomalies_closes.append(p.id)
+        if d.remise_confirmee_id is not None:
+            self.remises.append({"r_id": d.remise_confirmee_id, "r_statut": "confirmee", "r_le": self.now})
+        self.paiements.append({"p_id": p.id, "p_affecte": affecte, "p_statut": statut, "p_anomalie": d.anomalie,
+                               "p_dossier": dossier_id, "confirme_paiement_id": d.confirme_paiement_id})
+        log.info("paiement_rapproche", paiement_id=p.id, canal=p.canal, reference=p.reference, regle=d.regle,
+                 statut=statut, anomalie=d.anomalie, affecte=affecte)
+
+    def ecrire(self) -> None:
+        c = self.conn
+        if self.anomalies_closes:
+            c.execute(update(Anomalie).where(Anomalie.paiement_id.in_(self.anomalies_closes),
+                                             Anomalie.statut != "resolue", Anomalie.code.in_(CODES_REESSAYES))
+                      .values(statut="resolue", resolue_le=self.now, resolue_par="systeme",
+                              resolution="rapprochement_automatique"))
+        inserer(c, table_de(Affectation), self.affectations)
+        inserer(c, table_de(MouvementCompte), self.mouvements)
+        if self.anomalies:
+            c.execute(table_de(Anomalie).insert(), self.anomalies)
+        if self.lignes_modifiees:
+            c.execute(update(table_de(LigneFacture)).where(table_de(LigneFacture).c.id == bindparam("l_id"))
+                      .values(paye=bindparam("l_paye")),
+                      [{"l_id": i, "l_paye": self.index_ligne[i].paye} for i in sorted(self.lignes_modifiees)])
+        if self.factures_modifiees:
+            t = table_de(Facture)
+            c.execute(update(t).where(t.c.id == bindparam("f_id")).values(
+                paye=bindparam("f_paye"), statut=bindparam("f_statut")),
+                [{"f_id": i, "f_paye": self.factures[i].paye, "f_statut": self.factures[i].statut}
+                 for i in sorted(self.factures_modifiees)])
+        if self.paiements:
+            t = table_de(Paiement)
+            c.execute(update(t).where(t.c.id == bindparam("p_id")).values(
+                affecte=t.c.affecte + bindparam("p_affecte"), statut=bindparam("p_statut"),
+                anomalie=bindparam("p_anomalie"), dossier_id=func.coalesce(bindparam("p_dossier"), t.c.dossier_id),
+                confirme_paiement_id=bindparam("confirme_paiement_id"), version=t.c.version + 1), self.paiements)
+        if self.remises:
+            t = table_de(Remise)
+            c.execute(update(t).where(t.c.id == bindparam("r_id")).values(
+                statut=bindparam("r_statut"), confirmee_le=bindparam("r_le")), self.remises)
+

@@ -1,0 +1,298 @@
+"""Les règles de rapprochement : des fonctions pures sur un état en mémoire.
+
+Chaque décision dit la règle qui l'a prise et sa preuve ; quand le moteur n'est pas sûr, il
+propose (suggestions classées, avec leur raison) et n'applique rien.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from connecteurs.buralistes.releve import LIMITE_ESPECES_CENTIMES
+from connecteurs.cesu.titres import date_limite_validite, est_perime
+from regie.domaine import LigneOuverte, repartir
+from regie.montants import centimes_en_euros as eur
+
+# Codes dont le moteur retente la résolution à chaque passage (la facture ou la remise peut arriver).
+CODES_REESSAYES = frozenset({"REFERENCE_INCONNUE"})
+JOURS_CONFIRMATION_PES = 10
+
+
+@dataclass
+class LigneEtat:
+    id: int
+    rang: int
+    montant: int
+    paye: int
+    avoirs: int
+    eligible_cesu: bool
+    cesu: int = 0  # CESU déjà affecté à cette ligne
+
+    @property
+    def reste(self) -> int:
+        return self.montant - self.paye - self.avoirs
+
+
+@dataclass
+class FactureEtat:
+    id: int
+    numero: str
+    dossier_id: int
+    dossier: str
+    regie: str
+    statut: str
+    montant: int
+    paye: int
+    avoirs: int
+    echeance: date
+    titree: bool
+    lignes: list[LigneEtat]
+    nom: str = ""
+
+    @property
+    def reste(self) -> int:
+        return self.montant - self.paye - self.avoirs
+
+    def vue(self) -> dict[str, Any]:
+        return {"facture": self.numero, "dossier": self.dossier, "montant": eur(self.montant),
+                "reste": eur(self.reste), "statut": self.statut}
+
+
+@dataclass(frozen=True)
+class PaiementVue:
+    id: int
+    canal: str
+    reference: str
+    montant: int
+    recu_le: datetime
+    reference_facture: str | None
+    remise: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Part:
+    facture_id: int
+    ligne_id: int
+    montant: int
+
+
+@dataclass
+class Decision:
+    regle: str
+    preuve: dict[str, Any] = field(default_factory=dict)
+    parts: list[Part] = field(default_factory=list)
+    anomalie: str | None = None
+    raison: str = ""
+    suggestions: list[dict[str, Any]] = field(default_factory=list)
+    confirme_paiement_id: int | None = None
+    remise_confirmee_id: int | None = None
+
+    @property
+    def affecte(self) -> int:
+        return sum(p.montant for p in self.parts)
+
+
+def suggestion(f: FactureEtat, score: float, pourquoi: str) -> dict[str, Any]:
+    return {**f.vue(), "score": round(score, 2), "pourquoi": pourquoi}
+
+
+def allouer(montant: int, f: FactureEtat, *, cesu: bool = False, ligne_id: int | None = None
+            ) -> tuple[list[Part], str | None, str]:
+    """La politique d'affectation d'un montant à une facture : parts par ligne, code d'anomalie, raison."""
+    if f.statut == "annulee":
+        return [], "FACTURE_ANNULEE", f"La facture {f.numero} est annulée : rien n'est affecté."
+    if f.reste <= 0:
+        return [], "FACTURE_DEJA_PAYEE", f"La facture {f.numero} est déjà soldée : rien n'est affecté."
+    if cesu:
+        eligibles = [lg for lg in f.lignes if lg.eligible_cesu]
+        deja = sum(lg.cesu for lg in eligibles)
+        reste_eligible = min(f.reste, sum(lg.montant for lg in eligibles) - deja, sum(lg.reste for lg in eligibles))
+        if reste_eligible <= 0:
+            return [], "CESU_NON_ELIGIBLE", (f"Aucun reste éligible au CESU sur la facture {f.numero} "
+                                             "(prestations non éligibles ou enfants de 6 ans et plus).")
+        parts = [Part(f.id, lid, m) for lid, m in repartir(min(montant, reste_eligible), [
+            LigneOuverte(lg.id, lg.reste, True) for lg in eligibles])]
+        if montant > reste_eligible:
+            return parts, "CESU_EXCEDENT", (f"Le titre CESU ({eur(montant)} €) dépasse le reste éligible "
+                                            f"({eur(reste_eligible)} €) : le CESU ne rend pas la monnaie, "
+                                            "l'excédent attend la décision d'un agent.")
+        return parts, None, ""
+    ordre = f.lignes
+    if ligne_id is not None:
+        ordre = sorted(f.lignes, key=lambda lg: (lg.id != ligne_id, lg.rang))
+    parts = [Part(f.id, lid, m) for lid, m in repartir(min(montant, f.reste),
+                                                        [LigneOuverte(lg.id, lg.reste) for lg in ordre])]
+    if montant > f.reste:
+        return parts, "TROP_PERCU", (f"Le paiement ({eur(montant)} €) dépasse le reste dû sur {f.numero} "
+                                     f"({eur(f.reste)} €) : affecté jusqu'au reste, l'excédent attend une décision.")
+    return parts, None, ""
+
+
+def appliquer(d: Decision, montant: int, f: FactureEtat, **options: Any) -> Decision:
+    parts, code, raison = allouer(montant, f, **options)
+    d.parts.extend(parts)
+    if code and d.anomalie is None:
+        d.anomalie, d.raison = code, raison
+        if code in ("FACTURE_DEJA_PAYEE", "FACTURE_ANNULEE"):
+            d.suggestions.append(suggestion(f, 0.3, "facture désignée par le paiement, mais " +
+                                            ("déjà soldée" if code == "FACTURE_DEJA_PAYEE" else "annulée")))
+    return d
+
+
+def inconnue(regle: str, preuve: dict[str, Any], raison: str, suggestions: list[dict[str, Any]]) -> Decision:
+    return Decision(regle, preuve, anomalie="REFERENCE_INCONNUE", raison=raison,
+                    suggestions=sorted(suggestions, key=lambda s: (-s["score"], s["facture"]))[:5])
+
+
+# --- Par canal -------------------------------------------------------------------------------------
+
+def decider_buraliste(p: PaiementVue, f: FactureEtat | None, proches: list[FactureEtat]) -> Decision:
+    preuve = {"datamatrix": p.details.get("datamatrix"), "numero_dette": p.details.get("numero_dette"),
+              "mode": p.details.get("mode"), "point_de_vente": p.details.get("point_de_vente")}
+    if not p.details.get("datamatrix_valide", False):
+        sugg = []
+        if f is not None:
+            sugg.append(suggestion(f, 0.7, "numéro de dette lisible dans le datamatrix malgré l'erreur"))
+        sugg += [suggestion(x, 0.4, "reste égal au montant payé") for x in proches if f is None or x.id != f.id]
+        return Decision("datamatrix", preuve, anomalie="DATAMATRIX_INVALIDE",
+                        raison=f"Datamatrix invalide : {p.details.get('datamatrix_erreurs') or 'illisible'}.",
+                        suggestions=sugg[:5])
+    if p.details.get("mode") == "ESPECES" and p.montant > LIMITE_ESPECES_CENTIMES:
+        return Decision("limite_especes", preuve, anomalie="LIMITE_ESPECES",
+                        raison=f"Paiement en espèces de {eur(p.montant)} € au-delà de la limite de "
+                               f"{eur(LIMITE_ESPECES_CENTIMES)} € : jamais affecté, à examiner.",
+                        suggestions=[suggestion(f, 0.5, "facture du datamatrix")] if f else [])
+    if f is None:
+        return inconnue("datamatrix_numero_dette", preuve,
+                        f"Aucune facture ne porte le numéro de dette {p.reference_facture}.",
+                        [suggestion(x, 0.4, "reste égal au montant payé") for x in proches])
+    return appliquer(Decision("datamatrix_numero_dette", preuve), p.montant, f)
+
+
+def decider_cesu(p: PaiementVue, f: FactureEtat | None, proches: list[FactureEtat]) -> Decision:
+    millesime = int(p.details.get("millesime") or 0)
+    recu = date.fromisoformat(str(p.details.get("recu_le"))) if p.details.get("recu_le") else p.recu_le.date()
+    preuve = {"titre": p.reference, "millesime": millesime, "recu_le": recu.isoformat(),
+              "emetteur": p.details.get("emetteur"), "facture": p.reference_facture, "remise": p.remise}
+    if est_perime(millesime, recu):
+        return Decision("cesu_validite", preuve, anomalie="CESU_PERIME",
+                        raison=f"Titre CESU de millésime {millesime} reçu le {recu.isoformat()}, après sa limite "
+                               f"de validité ({date_limite_validite(millesime).isoformat()}) : rien n'est affecté.")
+    if f is None:
+        return inconnue("cesu_numero_facture", preuve, f"La facture {p.reference_facture} est inconnue.",
+                        [suggestion(x, 0.4, "reste éligible égal à la valeur du titre") for x in proches])
+    return appliquer(Decision("cesu_numero_facture", preuve), p.montant, f, cesu=True)
+
+
+def decider_cheque(p: PaiementVue, f: FactureEtat | None, famille: list[FactureEtat],
+                   proches: list[FactureEtat]) -> Decision:
+    tireur = str(p.details.get("tireur") or "")
+    preuve = {"remise": p.remise, "tireur": tireur, "facture": p.reference_facture, "banque": p.details.get("banque")}
+    if p.reference_facture:
+        if f is None:
+            return inconnue("cheque_numero_facture", preuve, f"La facture {p.reference_facture} est inconnue.",
+                            [suggestion(x, 0.6, "famille du tireur, reste égal au montant") for x in famille]
+                            + [suggestion(x, 0.3, "reste égal au montant") for x in proches])
+        return appliquer(Decision("cheque_numero_facture", preuve), p.montant, f)
+    # Sans facture : la famille du tireur et une facture ouverte d'exactement ce montant.
+    if len(famille) == 1:
+        return appliquer(Decision("cheque_tireur_montant",
+                                  {**preuve, "pourquoi": "seule facture ouverte de ce montant dans la famille "
+                                                         "du tireur"}), p.montant, famille[0])
+    if len(famille) > 1:
+        return Decision("cheque_tireur_montant", preuve, anomalie="AMBIGU",
+                        raison=f"Plusieurs factures de la famille du tireur ({tireur}) ont exactement ce reste : "
+                               "le moteur ne choisit pas.",
+                        suggestions=[suggestion(x, 0.5, "famille du tireur, reste égal au montant")
+                                     for x in famille][:5])
+    return inconnue("cheque_tireur_montant", preuve,
+                    f"Chèque sans numéro de facture : aucune facture ouverte de {eur(p.montant)} € dans une famille "
+                    f"au nom du tireur ({tireur}).",
+                    [suggestion(x, 0.3, "reste égal au montant, autre nom") for x in proches])
+
+
+def decider_virement(p: PaiementVue, trouvees: list[FactureEtat], proches: list[FactureEtat]) -> Decision:
+    preuve = {"texte": p.details.get("texte"), "compte": p.details.get("compte")}
+    if len(trouvees) == 1:
+        f = trouvees[0]
+        return appliquer(Decision("virement_reference_texte", {**preuve, "facture_citee": f.numero}), p.montant, f)
+    if len(trouvees) > 1:
+        return Decision("virement_reference_texte", preuve, anomalie="AMBIGU",
+                        raison="Le libellé du virement cite plusieurs factures : le moteur ne choisit pas.",
+                        suggestions=[suggestion(x, 0.5, "citée dans le libellé") for x in trouvees][:5])
+    return inconnue("virement_reference_texte", preuve,
+                    "Aucun numéro de facture ni référence PayFiP connus dans le libellé du virement.",
+                    [suggestion(x, 0.4, "reste égal au montant du virement") for x in proches])
+
+
+def decider_payfip(p: PaiementVue, panier: list[tuple[FactureEtat, int]], f: FactureEtat | None) -> Decision:
+    preuve = {"id_op": p.reference, "refdet": p.reference_facture, "numauto": p.details.get("numauto")}
+    if panier:
+        d = Decision("payfip_panier", {**preuve, "panier": [{"facture": x.numero, "montant": eur(m)}
+                                                            for x, m in panier]})
+        for facture, montant in panier:
+            appliquer(d, montant, facture)
+        reste = p.montant - sum(m for _, m in panier)
+        if reste > 0 and d.anomalie is None:
+            d.anomalie, d.raison = "TROP_PERCU", (f"PayFiP a encaissé {eur(reste)} € de plus que le panier : "
+                                                  "l'excédent attend une décision.")
+        return d
+    if f is None:
+        return inconnue("payfip_refdet", preuve, f"Aucune facture ni panier pour la référence {p.reference_facture}.",
+                        [])
+    return appliquer(Decision("payfip_refdet", preuve), p.montant, f)
+
+
+@dataclass(frozen=True)
+class RemiseVue:
+    id: int
+    identifiant: str
+    canal: str
+    montant: int
+    nombre: int
+    statut: str
+    verse_crcesu: int | None  # montant versé annoncé par le CRCESU (titres - frais), s'il est connu
+
+
+def decider_confirmation_dft(p: PaiementVue, r: RemiseVue | None) -> Decision:
+    preuve = {"texte": p.details.get("texte"), "remise": p.remise}
+    if r is None:
+        return Decision("dft_remise", preuve, anomalie="REFERENCE_INCONNUE",
+                        raison=f"Le relevé DFT confirme une remise {p.remise} inconnue.")
+    attendu = r.verse_crcesu if r.canal == "cesu" and r.verse_crcesu is not None else r.montant
+    preuve.update({"remise_montant": eur(r.montant), "attendu": eur(attendu), "credit": eur(p.montant)})
+    if p.montant != attendu:
+        return Decision("dft_remise", preuve, anomalie="REMISE_ECART",
+                        raison=f"Crédit DFT de {eur(p.montant)} € pour la remise {r.identifiant} qui totalise "
+                               f"{eur(attendu)} € ({r.nombre} titre(s) ou chèque(s)).")
+    return Decision("dft_remise", preuve, remise_confirmee_id=r.id)
+
+
+def decider_crcesu(p: PaiementVue, r: RemiseVue | None) -> Decision:
+    nombre = int(p.details.get("nombre_titres") or 0)
+    montant_titres = int(p.details.get("montant_titres") or 0)
+    preuve = {"remise": p.remise, "nombre_titres": nombre, "montant_titres": eur(montant_titres),
+              "frais": eur(int(p.details.get("frais") or 0)), "verse": eur(p.montant)}
+    if r is None:
+        return Decision("crcesu_remise", preuve, anomalie="REFERENCE_INCONNUE",
+                        raison=f"Le CRCESU rembourse une remise {p.remise} inconnue.")
+    if (nombre, montant_titres) != (r.nombre, r.montant):
+        return Decision("crcesu_remise", preuve, anomalie="REMISE_ECART",
+                        raison=f"Le CRCESU annonce {nombre} titre(s) pour {eur(montant_titres)} € ; la remise "
+                               f"{r.identifiant} en compte {r.nombre} pour {eur(r.montant)} €.")
+    return Decision("crcesu_remise", preuve)
+
+
+def decider_pes_retour(p: PaiementVue, f: FactureEtat | None, a_confirmer: int | None,
+                       ligne_id: int | None) -> Decision:
+    preuve = {"titre": p.reference_facture, "org_ema": p.details.get("org_ema"), "dte_reco": p.details.get("dte_reco"),
+              "id_ligne": p.details.get("id_ligne")}
+    if f is None:
+        return inconnue("pes_retour_titre", preuve, f"Aucun titre {p.reference_facture} émis par la régie.", [])
+    if a_confirmer is not None:
+        return Decision("pes_retour_confirmation", {**preuve, "paiement_confirme": a_confirmer},
+                        confirme_paiement_id=a_confirmer)
+    return appliquer(Decision("pes_retour_titre", preuve), p.montant, f, ligne_id=ligne_id)

@@ -1,0 +1,273 @@
+"""Le moteur de rapprochement : une règle, une raison, pour chaque paiement (SQLite et PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from rapprochement.moteur import rapprocher
+from regie.application import Application
+from regie.registre.modeles import Affectation, Anomalie, Paiement
+from tests.scenarios import FACTURE, Scenario, autre, facture
+
+F = FACTURE["numero"]  # 77.00 € : cantine 42.00 + crèche 35.00 (éligible CESU)
+
+
+@pytest.fixture
+def sc(app: Application, tmp_path: Path) -> Scenario:
+    s = Scenario(app, tmp_path)
+    s.factures(facture())
+    return s
+
+
+def anomalie(sc: Scenario, canal: str, reference: str) -> Anomalie:
+    with sc.app.sessions() as s:
+        a = s.scalars(select(Anomalie).join(Paiement, Paiement.id == Anomalie.paiement_id).where(
+            Paiement.canal == canal, Paiement.reference == reference, Anomalie.statut == "ouverte")).one()
+        s.expunge(a)
+        return a
+
+
+def test_un_paiement_buraliste_va_a_la_facture_de_son_numero_de_dette(sc: Scenario) -> None:
+    sc.buraliste(("PP-1", sc.datamatrix(F, "77.00"), "42.00", "ESPECES"))
+    assert sc.paiement("buraliste", "PP-1") == {
+        "canal": "buraliste", "reference": "PP-1", "montant": "42.00", "affecte": "42.00", "statut": "affecte",
+        "anomalie": None, "affectations": [{"facture": F, "montant": "42.00"}]}
+    f = sc.facture(F)
+    assert (f["paye"], f["reste"], f["statut"]) == ("42.00", "35.00", "partiellement_payee")
+    assert sc.famille("D004512") == {"dossier": "D004512", "du": "35.00", "credit": "0.00"}
+    with sc.app.sessions() as s:
+        a = s.scalars(select(Affectation)).first()
+    assert a is not None and a.regle == "datamatrix_numero_dette"
+
+
+def test_especes_au_dela_de_300_euros_ne_sont_jamais_affectees(sc: Scenario) -> None:
+    sc.factures(autre("F01-26-05-0000500", "450.00"))
+    sc.buraliste(("PP-2", sc.datamatrix("F01-26-05-0000500", "450.00"), "300.01", "ESPECES"),
+                 ("PP-3", sc.datamatrix("F01-26-05-0000500", "450.00"), "300.00", "ESPECES"),
+                 ("PP-4", sc.datamatrix("F01-26-05-0000500", "450.00"), "160.00", "CARTE"))
+    p = sc.paiement("buraliste", "PP-2")
+    assert (p["statut"], p["anomalie"], p["affecte"]) == ("en_anomalie", "LIMITE_ESPECES", "0.00")
+    assert sc.paiement("buraliste", "PP-3")["statut"] == "affecte"
+    p = sc.paiement("buraliste", "PP-4")
+    assert (p["statut"], p["anomalie"], p["affecte"]) == ("en_anomalie", "TROP_PERCU", "150.00")
+    assert sc.facture("F01-26-05-0000500")["statut"] == "payee"
+
+
+def test_un_chiffre_change_dans_le_datamatrix_met_le_paiement_en_revue_avec_la_facture_suggeree(sc: Scenario) -> None:
+    dm = sc.datamatrix(F, "77.00")
+    faux = dm[:100] + ("1" if dm[100] != "1" else "2") + dm[101:]
+    sc.buraliste(("PP-5", faux, "42.00", "CARTE"))
+    p = sc.paiement("buraliste", "PP-5")
+    assert (p["statut"], p["anomalie"], p["affecte"]) == ("en_anomalie", "DATAMATRIX_INVALIDE", "0.00")
+    a = anomalie(sc, "buraliste", "PP-5")
+    assert a.raison.startswith("Datamatrix invalide")
+    assert a.preuve["datamatrix"] == faux
+
+
+def test_trop_percu_est_affecte_jusqu_au_reste_et_l_excedent_attend(sc: Scenario) -> None:
+    sc.cheques(("RC-1", "1001", "MARTIN CLAIRE", "80.00", F))
+    p = sc.paiement("cheque", "RC-1/1001")
+    assert (p["statut"], p["anomalie"], p["affecte"]) == ("en_anomalie", "TROP_PERCU", "77.00")
+    assert sc.facture(F)["statut"] == "payee"
+    a = anomalie(sc, "cheque", "RC-1/1001")
+    assert "affecté jusqu'au reste" in a.raison
+
+
+def test_une_facture_deja_payee_ou_annulee_ne_recoit_rien(sc: Scenario) -> None:
+    sc.factures(autre("F01-26-05-0000600", "10.00"),
+                {"type": "avoir", "numero": "A-0000600", "facture": "F01-26-05-0000600", "emise_le": "2026-05-10",
+                 "montant": "10.00", "motif": "Annulation"})
+    sc.cheques(("RC-2", "1", "MARTIN CLAIRE", "77.00", F), ("RC-2", "2", "MARTIN CLAIRE", "5.00", F),
+               ("RC-2", "3", "MARTIN CLAIRE", "10.00", "F01-26-05-0000600"))
+    assert sc.paiement("cheque", "RC-2/1")["statut"] == "affecte"
+    p = sc.paiement("cheque", "RC-2/2")
+    assert (p["anomalie"], p["affecte"]) == ("FACTURE_DEJA_PAYEE", "0.00")
+    p = sc.paiement("cheque", "RC-2/3")
+    assert (p["anomalie"], p["affecte"]) == ("FACTURE_ANNULEE", "0.00")
+
+
+def test_plusieurs_paiements_soldent_une_facture_dans_l_ordre_de_reception(sc: Scenario) -> None:
+    sc.buraliste(("PP-A", sc.datamatrix(F, "77.00"), "30.00", "ESPECES"), date_heure="2026-05-10T10:00:00+02:00")
+    sc.buraliste(("PP-B", sc.datamatrix(F, "47.00"), "47.00", "CARTE"), date_heure="2026-05-11T10:00:00+02:00")
+    assert [sc.paiement("buraliste", r)["statut"] for r in ("PP-A", "PP-B")] == ["affecte", "affecte"]
+    assert sc.facture(F)["statut"] == "payee"
+    assert sc.famille("D004512")["du"] == "0.00"
+
+
+# --- CESU -------------------------------------------------------------------------------------------
+
+def test_le_cesu_ne_paie_que_les_lignes_eligibles_et_ne_rend_pas_la_monnaie(sc: Scenario) -> None:
+    sc.cesu(("R-1", "0412345678901", 2026, "20.00", F, "2026-05-14"))
+    assert sc.paiement("cesu", "0412345678901")["statut"] == "affecte"
+    sc.cesu(("R-1", "0412345678902", 2026, "20.00", F, "2026-05-14"))
+    p = sc.paiement("cesu", "0412345678902")
+    assert (p["statut"], p["anomalie"], p["affecte"]) == ("en_anomalie", "CESU_EXCEDENT", "15.00")
+    with sc.app.sessions() as s:
+        lignes = {a.ligne_id for a in s.scalars(select(Affectation))}
+    assert len(lignes) == 1  # la seule ligne de crèche
+    f = sc.facture(F)
+    assert (f["paye"], f["reste"]) == ("35.00", "42.00")  # la cantine reste due
+
+
+def test_le_cesu_sur_une_facture_sans_ligne_eligible_n_affecte_rien(sc: Scenario) -> None:
+    sc.factures(autre("F01-26-05-0000700", "42.00"))
+    sc.cesu(("R-2", "0412345678903", 2026, "20.00", "F01-26-05-0000700", "2026-05-14"))
+    p = sc.paiement("cesu", "0412345678903")
+    assert (p["anomalie"], p["affecte"]) == ("CESU_NON_ELIGIBLE", "0.00")
+
+
+@pytest.mark.parametrize("millesime, recu_le, attendu", [
+    (2025, "2026-01-31", None), (2025, "2026-02-01", "CESU_PERIME"), (2024, "2026-01-15", "CESU_PERIME")])
+def test_un_titre_cesu_vaut_jusqu_au_31_janvier_de_l_annee_suivante(sc: Scenario, millesime: int, recu_le: str,
+                                                                    attendu: str | None) -> None:
+    sc.cesu(("R-3", "0412345678904", millesime, "10.00", F, recu_le))
+    assert sc.paiement("cesu", "0412345678904")["anomalie"] == attendu
+
+
+def test_un_enfant_qui_a_six_ans_au_premier_jour_du_mois_n_ouvre_plus_droit_au_cesu(sc: Scenario) -> None:
+    f = facture("F01-26-05-0000800")
+    f["lignes"][1]["naissance"] = "2020-05-01"
+    sc.factures(f)
+    sc.cesu(("R-4", "0412345678905", 2026, "10.00", "F01-26-05-0000800", "2026-05-14"))
+    assert sc.paiement("cesu", "0412345678905")["anomalie"] == "CESU_NON_ELIGIBLE"
+
+
+# --- Chèques ------------------------------------------------------------------------------------------
+
+def test_un_cheque_sans_facture_va_a_la_seule_facture_de_ce_montant_de_la_famille_du_tireur(sc: Scenario) -> None:
+    sc.factures(autre("F01-26-05-0000900", "77.00", dossier="D000900", payeur={**FACTURE["payeur"], "nom": "DURAND"}))
+    sc.cheques(("RC-3", "77", "MME MARTIN CLAIRE", "77.00", ""))
+    p = sc.paiement("cheque", "RC-3/77")
+    assert (p["statut"], p["affectations"]) == ("affecte", [{"facture": F, "montant": "77.00"}])
+    with sc.app.sessions() as s:
+        a = s.scalars(select(Affectation)).first()
+    assert a is not None and a.regle == "cheque_tireur_montant"
+
+
+def test_un_cheque_sans_facture_avec_deux_factures_possibles_est_propose_pas_applique(sc: Scenario) -> None:
+    sc.factures(facture("F01-26-05-0000901"))
+    sc.cheques(("RC-4", "78", "MARTIN CLAIRE", "77.00", ""))
+    p = sc.paiement("cheque", "RC-4/78")
+    assert (p["anomalie"], p["affecte"]) == ("AMBIGU", "0.00")
+    a = anomalie(sc, "cheque", "RC-4/78")
+    assert sorted(x["facture"] for x in a.suggestions) == [F, "F01-26-05-0000901"]
+    assert all(x["pourquoi"] for x in a.suggestions)
+
+
+def test_un_paiement_sans_facture_connue_est_repris_quand_la_facture_arrive(sc: Scenario) -> None:
+    sc.cheques(("RC-5", "79", "DUPONT JEAN", "12.00", "F01-26-06-0000001"))
+    assert sc.paiement("cheque", "RC-5/79")["anomalie"] == "REFERENCE_INCONNUE"
+    sc.factures(autre("F01-26-06-0000001", "12.00"))
+    bilan = rapprocher(sc.app)
+    assert bilan.affectes == 1
+    assert sc.paiement("cheque", "RC-5/79")["statut"] == "affecte"
+    with sc.app.sessions() as s:
+        assert s.scalars(select(Anomalie.statut)).all() == ["resolue"]
+
+
+# --- Virements et relevé DFT ---------------------------------------------------------------------------
+
+def test_un_virement_est_affecte_a_la_facture_citee_par_son_numero_ou_sa_refdet(sc: Scenario) -> None:
+    sc.factures(autre("F01-26-05-0001000", "12.00"))
+    sc.cfonb(("77.00", "VIR MARTIN CLAIRE", "FACTURE F0126050000123 MAI"),
+             ("12.00", "VIR F01-26-05-0001000", ""))
+    etat = sc.etat()
+    virements = [p for p in etat["paiements"] if p["canal"] == "virement"]
+    assert [(p["statut"], p["affectations"]) for p in virements] == [
+        ("affecte", [{"facture": F, "montant": "77.00"}]),
+        ("affecte", [{"facture": "F01-26-05-0001000", "montant": "12.00"}])]
+
+
+def test_un_virement_qui_cite_deux_factures_est_ambigu(sc: Scenario) -> None:
+    sc.factures(autre("F01-26-05-0001001", "12.00"))
+    sc.cfonb(("50.00", "VIR F01-26-05-0001001", F))
+    p = next(p for p in sc.etat()["paiements"] if p["canal"] == "virement")
+    assert (p["anomalie"], p["affecte"]) == ("AMBIGU", "0.00")
+
+
+def test_le_credit_dft_d_une_remise_la_confirme_sans_la_compter_deux_fois(sc: Scenario) -> None:
+    sc.factures(autre("F01-26-05-0001100", "20.00"))
+    sc.cheques(("RC-6", "1", "MARTIN CLAIRE", "77.00", F), ("RC-6", "2", "MARTIN CLAIRE", "20.00",
+                                                               "F01-26-05-0001100"))
+    avant = sc.etat()["factures"]
+    sc.cfonb(("97.00", "REMISE RC-6", ""))
+    apres = sc.etat()
+    assert apres["factures"] == avant
+    p = next(p for p in apres["paiements"] if p["canal"] == "cfonb")
+    assert (p["statut"], p["affecte"], p["anomalie"]) == ("confirme", "0.00", None)
+
+
+def test_un_credit_dft_different_de_la_remise_est_un_ecart(sc: Scenario) -> None:
+    sc.cheques(("RC-7", "1", "MARTIN CLAIRE", "77.00", F))
+    sc.cfonb(("70.00", "REMISE RC-7", ""))
+    p = next(p for p in sc.etat()["paiements"] if p["canal"] == "cfonb")
+    assert (p["statut"], p["anomalie"]) == ("en_anomalie", "REMISE_ECART")
+
+
+def test_le_crcesu_puis_le_credit_dft_confirment_la_remise_cesu(sc: Scenario) -> None:
+    sc.cesu(("R-10", "0412345678910", 2026, "20.00", F, "2026-05-14"),
+            ("R-10", "0412345678911", 2026, "15.00", F, "2026-05-14"))
+    sc.crcesu("R-10", 2, "35.00", frais="0.70")
+    assert sc.paiement("crcesu", "R-10")["statut"] == "confirme"
+    sc.cfonb(("34.30", "REMISE R-10 CRCESU", ""))
+    p = next(p for p in sc.etat()["paiements"] if p["canal"] == "cfonb")
+    assert p["statut"] == "confirme"
+
+
+def test_un_releve_crcesu_qui_ne_correspond_pas_a_la_remise_est_un_ecart(sc: Scenario) -> None:
+    sc.cesu(("R-11", "0412345678912", 2026, "20.00", F, "2026-05-14"))
+    sc.crcesu("R-11", 2, "40.00")
+    assert sc.paiement("crcesu", "R-11")["anomalie"] == "REMISE_ECART"
+
+
+# --- Idempotence, déterminisme, doublons -----------------------------------------------------------------
+
+def test_rapprocher_deux_fois_ne_change_rien(sc: Scenario) -> None:
+    sc.cheques(("RC-8", "1", "X", "10.00", "F-INCONNUE-1"), ("RC-8", "2", "MARTIN CLAIRE", "20.00", F))
+    avant = sc.etat()
+    rapprocher(sc.app)
+    rapprocher(sc.app)
+    assert sc.etat() == avant
+    with sc.app.sessions() as s:
+        assert len(s.scalars(select(Anomalie)).all()) == 1
+
+
+def test_la_meme_cle_avec_un_autre_contenu_est_un_doublon_jamais_compte_deux_fois(sc: Scenario) -> None:
+    dm = sc.datamatrix(F, "77.00")
+    sc.buraliste(("PP-D", dm, "42.00", "CARTE"))
+    sc.buraliste(("PP-D", dm, "42.00", "CARTE"), ("PP-E", dm, "5.00", "CARTE"))  # relevé qui chevauche
+    sc.buraliste(("PP-D", dm, "24.00", "CARTE"))
+    p = sc.paiement("buraliste", "PP-D")
+    assert (p["montant"], p["affecte"], p["anomalie"]) == ("42.00", "42.00", "DOUBLON")
+    assert sc.facture(F)["paye"] == "47.00"
+    a = anomalie(sc, "buraliste", "PP-D")
+    assert a.preuve["recu"]["montant"] == 2400
+
+
+def test_les_memes_donnees_dans_un_autre_ordre_donnent_le_meme_etat(app: Application, tmp_path: Path) -> None:
+    resultats = []
+    for ordre in (0, 1):
+        dossier = tmp_path / f"o{ordre}"
+        dossier.mkdir()
+        sc = Scenario(app, dossier)
+        if ordre:
+            _vider(app)
+        sc.factures(facture(), autre("F01-26-05-0002000", "30.00"))
+        lignes = [("RC-9", "1", "MARTIN CLAIRE", "50.00", F), ("RC-9", "2", "MARTIN CLAIRE", "50.00", F),
+                  ("RC-9", "3", "MARTIN CLAIRE", "30.00", "F01-26-05-0002000"),
+                  ("RC-9", "4", "MARTIN CLAIRE", "9.00", "F01-26-05-0002000")]
+        sc.cheques(*(reversed(lignes) if ordre else lignes))
+        resultats.append(sc.etat())
+    assert resultats[0] == resultats[1]
+
+
+def _vider(app: Application) -> None:
+    from regie.registre.modeles import Base
+
+    with app.moteur.begin() as c:
+        for t in reversed(Base.metadata.sorted_tables):
+            if t.name not in ("regie", "prestation", "alembic_version"):
+                c.execute(t.delete())
