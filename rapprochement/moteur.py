@@ -82,7 +82,8 @@ def verrouiller(conn: Connection) -> None:
 def _ouverts(conn: Connection) -> list[int]:
     req = (select(Paiement.id)
            .where(or_(Paiement.statut == "a_traiter",
-                      and_(Paiement.statut == "en_anomalie", Paiement.anomalie.in_(CODES_REESSAYES))))
+                      and_(Paiement.statut == "en_anomalie", Paiement.anomalie.in_(CODES_REESSAYES),
+                           Paiement.decision_manuelle.is_(False))))
            .order_by(Paiement.recu_le, Paiement.canal, Paiement.reference, Paiement.id))
     return list(conn.execute(req).scalars())
 
@@ -182,14 +183,16 @@ class _Lot:
     def traiter(self, ids: Sequence[int]) -> None:
         lignes = self.conn.execute(
             select(Paiement.id, Paiement.canal, Paiement.reference, Paiement.montant, Paiement.recu_le,
-                   Paiement.reference_facture, Paiement.details, Paiement.statut, Paiement.anomalie)
+                   Paiement.reference_facture, Paiement.details, Paiement.statut, Paiement.anomalie,
+                   Paiement.decision_manuelle)
             .where(Paiement.id.in_(ids))).all()
         ordre = {pid: i for i, pid in enumerate(ids)}
         vues: list[tuple[PaiementVue, str, str | None]] = []
-        for pid, canal, ref, montant, recu_le, ref_fac, details, statut, anomalie in sorted(
+        for pid, canal, ref, montant, recu_le, ref_fac, details, statut, anomalie, manuelle in sorted(
                 lignes, key=lambda r: ordre[r[0]]):
-            # Relu sous le verrou : un autre moteur a pu le traiter entre-temps.
-            if not (statut == "a_traiter" or (statut == "en_anomalie" and anomalie in CODES_REESSAYES)):
+            # Relu sous le verrou : un autre moteur (ou un agent) a pu le traiter entre-temps.
+            if not (statut == "a_traiter" or (statut == "en_anomalie" and anomalie in CODES_REESSAYES
+                                              and not manuelle)):
                 continue
             vues.append((PaiementVue(pid, canal, ref, montant, recu_le, ref_fac, details.get("remise"),
                                      dict(details)), statut, anomalie))

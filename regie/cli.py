@@ -17,7 +17,7 @@ import structlog
 
 from regie import __version__
 from regie.application import Application
-from regie.erreurs import FichierRefuse
+from regie.erreurs import ErreurRegie, FichierRefuse
 from regie.journalisation import configurer
 from regie.parametres import ConfigurationInvalide
 
@@ -151,6 +151,10 @@ def _main(argv: Sequence[str] | None) -> int:
             print(str(erreur), file=sys.stderr)
         print(f"{refus.fichier} : fichier refusé en entier, rien n'a été appliqué "
               f"({len(refus.erreurs)} erreur(s)) ; il est gardé en quarantaine", file=sys.stderr)
+        return REFUSE
+    except ErreurRegie as exc:
+        # Une décision refusée, une donnée inconnue : rien n'a été appliqué.
+        print(f"regie : {exc}", file=sys.stderr)
         return REFUSE
     except PairInjoignable as exc:
         print(f"regie : {exc}", file=sys.stderr)

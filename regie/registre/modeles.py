@@ -250,6 +250,8 @@ class Paiement(Base):
     # a_traiter | affecte | partiellement_affecte | en_anomalie | confirme | annule
     statut: Mapped[str] = mapped_column(String(25), default="a_traiter", index=True)
     anomalie: Mapped[str | None] = mapped_column(String(30), index=True)
+    # Un agent a décidé : le moteur ne le reprend plus de lui-même.
+    decision_manuelle: Mapped[bool] = mapped_column(default=False)
     version: Mapped[int] = mapped_column(default=1)
     cree_le: Mapped[datetime] = mapped_column(default=maintenant)
 
@@ -476,3 +478,18 @@ class DebitDft(Base):
     facture_id: Mapped[int | None] = mapped_column(ForeignKey("facture.id"))
     fichier_id: Mapped[int | None] = mapped_column(ForeignKey("fichier_recu.id"))
     examine: Mapped[bool] = mapped_column(default=False)
+
+
+class Remboursement(Base):
+    """Un remboursement décidé par le régisseur : à exporter pour le comptable."""
+
+    __tablename__ = "remboursement"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paiement_id: Mapped[int] = mapped_column(ForeignKey("paiement.id"), index=True)
+    dossier_id: Mapped[int | None] = mapped_column(ForeignKey("dossier.id"), index=True)
+    montant: Mapped[int]
+    motif: Mapped[str] = mapped_column(Text)
+    qui: Mapped[str] = mapped_column(String(100))
+    statut: Mapped[str] = mapped_column(String(10), default="a_faire")  # a_faire | exporte
+    cree_le: Mapped[datetime] = mapped_column(default=maintenant)
+    __table_args__ = (CheckConstraint("montant > 0", name="montant_positif"),)

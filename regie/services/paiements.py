@@ -135,7 +135,8 @@ def _enregistrer_lot(conn: Connection, lot: list[PaiementRecu], fichier_id: int 
             "reference_facture": r.reference_facture, "dossier_id": None, "remise_id": remise_id,
             "confirme_paiement_id": None, "details": {**r.details, **({"remise": r.remise} if r.remise else {})},
             "brut": r.brut, "ligne": r.ligne, "empreinte": empreinte, "fichier_id": fichier_id, "affecte": 0,
-            "en_credit": 0, "rembourse": 0, "statut": "a_traiter", "anomalie": None, "version": 1, "cree_le": now,
+            "en_credit": 0, "rembourse": 0, "statut": "a_traiter", "anomalie": None, "decision_manuelle": False,
+            "version": 1, "cree_le": now,
         })
     _inserer(conn, nouveaux, par_remise, comptes)
 

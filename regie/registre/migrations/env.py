@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import regie.registre.modeles_pages  # noqa: F401  (comptes et sessions des pages de revue)
 from regie.registre.modeles import Base
 
 config = context.config

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 12:02:43.743434
+Create Date: 2026-11-25 12:11:58.808248
 """
 
 from alembic import op
@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit")),
     )
     with op.batch_alter_table("audit", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_objet", ["objet", "objet_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_quand"), ["quand"], unique=False)
 
     op.create_table(
@@ -142,6 +143,22 @@ def upgrade() -> None:
         sa.UniqueConstraint("identifiant", name=op.f("uq_remise_identifiant")),
     )
     op.create_table(
+        "utilisateur",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("identifiant", sa.String(length=60), nullable=False),
+        sa.Column("nom", sa.String(length=100), nullable=False),
+        sa.Column("role", sa.String(length=12), nullable=False),
+        sa.Column("mot_de_passe", sa.String(length=200), nullable=False),
+        sa.Column("echecs", sa.Integer(), nullable=False),
+        sa.Column("verrouille_jusqu_a", regie.registre.types.InstantUTC(timezone=True), nullable=True),
+        sa.Column("actif", sa.Boolean(), nullable=False),
+        sa.Column("cree_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.Column("derniere_connexion", regie.registre.types.InstantUTC(timezone=True), nullable=True),
+        sa.CheckConstraint("role IN ('consultation', 'agent', 'regisseur')", name=op.f("ck_utilisateur_role")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_utilisateur")),
+        sa.UniqueConstraint("identifiant", name=op.f("uq_utilisateur_identifiant")),
+    )
+    op.create_table(
         "bordereau",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("exercice", sa.Integer(), nullable=False),
@@ -230,6 +247,7 @@ def upgrade() -> None:
         sa.Column("rembourse", sa.Integer(), nullable=False),
         sa.Column("statut", sa.String(length=25), nullable=False),
         sa.Column("anomalie", sa.String(length=30), nullable=True),
+        sa.Column("decision_manuelle", sa.Boolean(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("cree_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
         sa.CheckConstraint("affecte + en_credit + rembourse <= montant", name=op.f("ck_paiement_parts_bornees")),
@@ -271,6 +289,24 @@ def upgrade() -> None:
         sa.UniqueConstraint("cle", name=op.f("uq_releve_dft_cle")),
     )
     op.create_table(
+        "session_agent",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("empreinte", sa.String(length=64), nullable=False),
+        sa.Column("utilisateur_id", sa.Integer(), nullable=False),
+        sa.Column("csrf", sa.String(length=64), nullable=False),
+        sa.Column("cree_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.Column("vue_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.Column("expire_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["utilisateur_id"], ["utilisateur.id"], name=op.f("fk_session_agent_utilisateur_id_utilisateur")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_session_agent")),
+        sa.UniqueConstraint("empreinte", name=op.f("uq_session_agent_empreinte")),
+    )
+    with op.batch_alter_table("session_agent", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_session_agent_utilisateur_id"), ["utilisateur_id"], unique=False)
+
+    op.create_table(
         "anomalie",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("paiement_id", sa.Integer(), nullable=True),
@@ -297,6 +333,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_anomalie_code"), ["code"], unique=False)
         batch_op.create_index(batch_op.f("ix_anomalie_cree_le"), ["cree_le"], unique=False)
         batch_op.create_index(batch_op.f("ix_anomalie_facture_id"), ["facture_id"], unique=False)
+        batch_op.create_index("ix_anomalie_file", ["statut", "cree_le", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_anomalie_paiement_id"), ["paiement_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_anomalie_remise_id"), ["remise_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_anomalie_statut"), ["statut"], unique=False)
@@ -398,6 +435,25 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_operation_payfip_dossier_id"), ["dossier_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_operation_payfip_refdet"), ["refdet"], unique=False)
         batch_op.create_index(batch_op.f("ix_operation_payfip_statut"), ["statut"], unique=False)
+
+    op.create_table(
+        "remboursement",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("paiement_id", sa.Integer(), nullable=False),
+        sa.Column("dossier_id", sa.Integer(), nullable=True),
+        sa.Column("montant", sa.Integer(), nullable=False),
+        sa.Column("motif", sa.Text(), nullable=False),
+        sa.Column("qui", sa.String(length=100), nullable=False),
+        sa.Column("statut", sa.String(length=10), nullable=False),
+        sa.Column("cree_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.CheckConstraint("montant > 0", name=op.f("ck_remboursement_montant_positif")),
+        sa.ForeignKeyConstraint(["dossier_id"], ["dossier.id"], name=op.f("fk_remboursement_dossier_id_dossier")),
+        sa.ForeignKeyConstraint(["paiement_id"], ["paiement.id"], name=op.f("fk_remboursement_paiement_id_paiement")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_remboursement")),
+    )
+    with op.batch_alter_table("remboursement", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_remboursement_dossier_id"), ["dossier_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_remboursement_paiement_id"), ["paiement_id"], unique=False)
 
     op.create_table(
         "titre",
@@ -542,6 +598,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_titre_bordereau_id"))
 
     op.drop_table("titre")
+    with op.batch_alter_table("remboursement", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_remboursement_paiement_id"))
+        batch_op.drop_index(batch_op.f("ix_remboursement_dossier_id"))
+
+    op.drop_table("remboursement")
     with op.batch_alter_table("operation_payfip", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_operation_payfip_statut"))
         batch_op.drop_index(batch_op.f("ix_operation_payfip_refdet"))
@@ -559,11 +620,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_anomalie_statut"))
         batch_op.drop_index(batch_op.f("ix_anomalie_remise_id"))
         batch_op.drop_index(batch_op.f("ix_anomalie_paiement_id"))
+        batch_op.drop_index("ix_anomalie_file")
         batch_op.drop_index(batch_op.f("ix_anomalie_facture_id"))
         batch_op.drop_index(batch_op.f("ix_anomalie_cree_le"))
         batch_op.drop_index(batch_op.f("ix_anomalie_code"))
 
     op.drop_table("anomalie")
+    with op.batch_alter_table("session_agent", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_session_agent_utilisateur_id"))
+
+    op.drop_table("session_agent")
     op.drop_table("releve_dft")
     with op.batch_alter_table("paiement", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_paiement_statut"))
@@ -582,6 +648,7 @@ def downgrade() -> None:
 
     op.drop_table("facture")
     op.drop_table("bordereau")
+    op.drop_table("utilisateur")
     op.drop_table("remise")
     op.drop_table("regie")
     op.drop_table("prestation")
@@ -599,6 +666,7 @@ def downgrade() -> None:
     op.drop_table("cle_api")
     with op.batch_alter_table("audit", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_quand"))
+        batch_op.drop_index("ix_audit_objet")
 
     op.drop_table("audit")
     # ### end Alembic commands ###
