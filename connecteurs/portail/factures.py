@@ -15,6 +15,7 @@ from typing import IO, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
+from connecteurs.cesu.titres import ligne_eligible_cesu
 from regie.erreurs import CollecteurErreurs
 from regie.montants import (
     MontantInvalide,
@@ -30,7 +31,6 @@ PERIODE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 COURRIEL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 CP = re.compile(r"[0-9]{5}")
-AGE_LIMITE_CESU = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +96,6 @@ class AvoirLu:
 def refdet_de(numero: str) -> str:
     """La référence PayFiP d'une facture : son numéro sans ce qui n'est pas [A-Za-z0-9]."""
     return re.sub(r"[^A-Za-z0-9]", "", numero)
-
-
-def age_au(naissance: date, jour: date) -> int:
-    return jour.year - naissance.year - ((jour.month, jour.day) < (naissance.month, naissance.day))
-
-
-def ligne_eligible_cesu(prestation_cesu: bool, naissance: date | None, periode: str) -> bool:
-    """Éligible au CESU : prestation qui l'accepte, enfant de moins de 6 ans au premier jour de la période."""
-    if not prestation_cesu or naissance is None:
-        return False
-    annee, mois = (int(x) for x in periode.split("-"))
-    return age_au(naissance, date(annee, mois, 1)) < AGE_LIMITE_CESU
 
 
 class _Modele(BaseModel):
