@@ -20,6 +20,7 @@ from regie.registre.modeles import (
     FichierRecu,
     LigneFacture,
     MouvementCompte,
+    Paiement,
 )
 from regie.services.etat import etat
 from regie.services.factures import importer_fichier_factures, pousser_objets
@@ -324,11 +325,17 @@ def verifier_invariants(app: Application) -> None:
         du_journal = dict(c.execute(select(MouvementCompte.dossier_id, func.sum(MouvementCompte.delta_du))
                                     .group_by(MouvementCompte.dossier_id)).all())
         assert du_journal == du_attendu
-        credit_avoirs = dict(c.execute(select(Avoir.dossier_id, func.sum(Avoir.montant - Avoir.affecte))
-                                       .group_by(Avoir.dossier_id)).all())
+        # Le crédit : avoirs au-delà des factures et excédents de paiements gardés pour la famille.
+        credit_attendu: dict[int, int] = {}
+        for dossier_id, credit in [*c.execute(select(Avoir.dossier_id, func.sum(Avoir.montant - Avoir.affecte))
+                                              .group_by(Avoir.dossier_id)).all(),
+                                   *c.execute(select(Paiement.dossier_id, func.sum(Paiement.en_credit))
+                                              .where(Paiement.dossier_id.is_not(None))
+                                              .group_by(Paiement.dossier_id)).all()]:
+            credit_attendu[dossier_id] = credit_attendu.get(dossier_id, 0) + int(credit)
         credit_journal = dict(c.execute(select(MouvementCompte.dossier_id, func.sum(MouvementCompte.delta_credit))
                                         .group_by(MouvementCompte.dossier_id)).all())
-        assert {k: v for k, v in credit_journal.items() if v} == {k: v for k, v in credit_avoirs.items() if v}
+        assert {k: v for k, v in credit_journal.items() if v} == {k: v for k, v in credit_attendu.items() if v}
 
 
 # --- La commande ------------------------------------------------------------------------------
