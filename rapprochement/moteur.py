@@ -7,6 +7,7 @@ sérialise déjà les écrivains) entoure chaque lot, relu sous le verrou.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections import defaultdict
@@ -27,6 +28,7 @@ from rapprochement.regles import (
     PaiementVue,
     RemiseVue,
 )
+from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture, statut_paiement
 from regie.registre.masse import inserer, table_de
@@ -88,9 +90,10 @@ def _ouverts(conn: Connection) -> list[int]:
     return list(conn.execute(req).scalars())
 
 
-def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot: int = TAILLE_LOT,
+def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot: int | None = None,
                ids: Sequence[int] | None = None) -> BilanRapprochement:
     """`regie rapprocher` : chaque paiement ouvert finit affecté, confirmé, ou en revue avec sa raison."""
+    taille_lot = taille_lot or int(os.environ.get("REGIE_RAPPROCHEMENT_LOT", TAILLE_LOT))
     bilan = BilanRapprochement()
     with app.moteur.connect() as conn:
         a_voir = list(ids) if ids is not None else _ouverts(conn)
@@ -100,6 +103,7 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
             lot = _Lot(conn, bilan)
             lot.traiter(a_voir[debut:debut + taille_lot])
             lot.ecrire()
+        points_de_crash.point("rapprochement_lot")
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
              anomalies=bilan.anomalies)
     return bilan

@@ -70,11 +70,55 @@ class PayfipConfig(_Strict):
     url_retour: str = "http://127.0.0.1:8000/payfip/retour"
 
 
+class EntreeDepot(_Strict):
+    """Un dossier distant d'où relever des fichiers : son canal, ou « auto » (reconnu au contenu)."""
+
+    dossier: str = Field(min_length=1)
+    canal: Literal["auto", "factures", "buraliste", "cesu", "crcesu", "cheque", "cfonb", "pes-retour",
+                   "acquit"] = "auto"
+    motif: str = "*"
+
+
+class DepotConfig(_Strict):
+    """Section propre au projet : l'échange de fichiers (SFTP en production, un dossier par défaut)."""
+
+    type: Literal["local", "sftp"] = "local"
+    dossier_local: str = "echanges"  # relatif à REGIE_DONNEES
+    hote: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    utilisateur: str | None = None
+    cle_privee: str | None = None  # ou REGIE_SFTP_CLE_PRIVEE
+    known_hosts: str | None = None  # ou REGIE_SFTP_KNOWN_HOSTS
+    dossier_depot: str = "depot"
+    motif_nom: str = "{nom}"
+    tentatives: int = Field(default=3, ge=1, le=20)
+    entree: list[EntreeDepot] = Field(default_factory=lambda: [EntreeDepot(dossier="entree")])
+
+    @model_validator(mode="after")
+    def _sftp_complet(self) -> DepotConfig:
+        if self.type == "sftp" and not (self.hote and self.utilisateur):
+            raise ValueError("un dépôt SFTP exige hote et utilisateur")
+        return self
+
+
+class PlanificateurConfig(_Strict):
+    """Section propre au projet : la cadence des tâches (heure de Paris)."""
+
+    payfip_minutes: int = Field(default=5, ge=1, le=1440)
+    boite_minutes: int = Field(default=15, ge=1, le=1440)
+    nuit: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    fuseau: str = "Europe/Paris"
+    grace_minutes: int = Field(default=1380, ge=1)  # une nuit manquée (machine en veille) est rattrapée une fois
+    remises_jours: int = Field(default=15, ge=1)
+
+
 class Configuration(_Strict):
     collectivite: Collectivite
     regie: list[RegieConfig] = Field(min_length=1)
     prestation: list[PrestationConfig] = Field(min_length=1)
     payfip: PayfipConfig = PayfipConfig()
+    depot: DepotConfig = DepotConfig()
+    planificateur: PlanificateurConfig = PlanificateurConfig()
 
     @model_validator(mode="after")
     def _codes_uniques(self) -> Configuration:
@@ -109,6 +153,8 @@ class Environnement(BaseSettings):
     log_json: bool = False
     donnees: Path = Path("var")  # boîte d'envoi, quarantaine, boîte de réception locale
     payfip_endpoint: str = "https://www.payfip.gouv.fr/tpa/services/securite"
+    sftp_cle_privee: str | None = None
+    sftp_known_hosts: str | None = None
 
 
 def charger_configuration(chemin: Path | str) -> Configuration:

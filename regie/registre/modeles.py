@@ -493,3 +493,29 @@ class Remboursement(Base):
     statut: Mapped[str] = mapped_column(String(10), default="a_faire")  # a_faire | exporte
     cree_le: Mapped[datetime] = mapped_column(default=maintenant)
     __table_args__ = (CheckConstraint("montant > 0", name="montant_positif"),)
+
+
+# --- Nuit et verrous -------------------------------------------------------------------------------
+
+class Execution(Base):
+    """Une exécution de la nuit (ou d'une tâche planifiée) : début, fin, étapes, erreurs, fichiers."""
+
+    __tablename__ = "execution"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tache: Mapped[str] = mapped_column(String(30), default="nuit")
+    date_metier: Mapped[date] = mapped_column(Date)
+    debut: Mapped[datetime] = mapped_column(default=maintenant, index=True)
+    fin: Mapped[datetime | None]
+    # en_cours | termine | termine_avec_erreurs | interrompu | ignore (un autre processus tenait le verrou)
+    statut: Mapped[str] = mapped_column(String(25), default="en_cours")
+    processus: Mapped[str] = mapped_column(String(120))
+    etapes: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Verrou(Base):
+    """Verrou à bail (SQLite) : un seul processus exécute une tâche à la fois."""
+
+    __tablename__ = "verrou"
+    nom: Mapped[str] = mapped_column(String(60), primary_key=True)
+    detenteur: Mapped[str] = mapped_column(String(120))
+    expire_le: Mapped[datetime]

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
+from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import LigneOuverte, repartir, statut_facture
 from regie.erreurs import CollecteurErreurs, FichierRefuse
@@ -236,6 +237,7 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
                 rapport.deja_importe = True
                 return rapport
         raise
+    points_de_crash.point("apres_import_factures")
     rapport.importes = imp.factures + imp.avoirs
     rapport.ignores = imp.ignores
     rapport.comptes = {"factures": imp.factures, "avoirs": imp.avoirs}

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connecteurs.modeles import PaiementRecu
+from regie import points_de_crash
 from regie.application import Application
 from regie.erreurs import FichierRefuse
 from regie.registre.modeles import (
@@ -311,6 +312,7 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
     rapport.comptes = {"paiements": comptes.nouveaux, "doublons": comptes.doublons, **comptes_canal}
     log.info("paiements_importes", fichier=nom, canal=canal, sha256=sha, nouveaux=comptes.nouveaux,
              deja_importes=comptes.ignores, doublons=comptes.doublons)
+    points_de_crash.point("apres_import_paiements")
     if rapprocher_ensuite:
         from rapprochement.moteur import rapprocher
 

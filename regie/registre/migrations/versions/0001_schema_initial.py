@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 12:11:58.808248
+Create Date: 2026-11-25 12:22:31.970676
 """
 
 from alembic import op
@@ -62,6 +62,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dossier")),
         sa.UniqueConstraint("numero", name=op.f("uq_dossier_numero")),
     )
+    op.create_table(
+        "execution",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("tache", sa.String(length=30), nullable=False),
+        sa.Column("date_metier", sa.Date(), nullable=False),
+        sa.Column("debut", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.Column("fin", regie.registre.types.InstantUTC(timezone=True), nullable=True),
+        sa.Column("statut", sa.String(length=25), nullable=False),
+        sa.Column("processus", sa.String(length=120), nullable=False),
+        sa.Column("etapes", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_execution")),
+    )
+    with op.batch_alter_table("execution", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_execution_debut"), ["debut"], unique=False)
+
     op.create_table(
         "fichier_exporte",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -157,6 +172,13 @@ def upgrade() -> None:
         sa.CheckConstraint("role IN ('consultation', 'agent', 'regisseur')", name=op.f("ck_utilisateur_role")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_utilisateur")),
         sa.UniqueConstraint("identifiant", name=op.f("uq_utilisateur_identifiant")),
+    )
+    op.create_table(
+        "verrou",
+        sa.Column("nom", sa.String(length=60), nullable=False),
+        sa.Column("detenteur", sa.String(length=120), nullable=False),
+        sa.Column("expire_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("nom", name=op.f("pk_verrou")),
     )
     op.create_table(
         "bordereau",
@@ -648,6 +670,7 @@ def downgrade() -> None:
 
     op.drop_table("facture")
     op.drop_table("bordereau")
+    op.drop_table("verrou")
     op.drop_table("utilisateur")
     op.drop_table("remise")
     op.drop_table("regie")
@@ -661,6 +684,10 @@ def downgrade() -> None:
 
     op.drop_table("fichier_recu")
     op.drop_table("fichier_exporte")
+    with op.batch_alter_table("execution", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_execution_debut"))
+
+    op.drop_table("execution")
     op.drop_table("dossier")
     op.drop_table("compteur")
     op.drop_table("cle_api")
