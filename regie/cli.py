@@ -120,7 +120,7 @@ def analyseur() -> argparse.ArgumentParser:
 
 # Chaque module expose ajouter_commandes(sous_commandes, sous_commandes_factures).
 MODULES_COMMANDES = ("regie.commandes_paiements", "regie.api.commandes", "exports.commandes",
-                     "regie.commandes_boite", "regie.commandes_nuit")
+                     "regie.commandes_boite", "regie.commandes_nuit", "regie.commandes_utilisateurs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

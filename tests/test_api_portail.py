@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from connecteurs.payfip.simulateur import Scenario, SimulateurPayfip
-from regie.api import creer_app
+from regie.api.app import creer_app
 from regie.api.securite import creer_cle, empreinte_cle, lister_cles, revoquer_cle
 from regie.application import Application
 from regie.registre.modeles import CleApi, Facture

@@ -12,7 +12,7 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from regie.api import creer_app  # noqa: E402
+from regie.api.app import creer_app  # noqa: E402
 from regie.api.securite import creer_cle  # noqa: E402
 from regie.application import Application  # noqa: E402
 from regie.services.factures import pousser_objets  # noqa: E402

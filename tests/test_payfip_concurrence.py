@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from connecteurs.payfip import TransportPayfip
 from connecteurs.payfip.simulateur import Scenario, SimulateurPayfip
-from regie.api import creer_app
+from regie.api.app import creer_app
 from regie.application import Application
 from regie.registre.modeles import Affectation, Facture, MouvementCompte, OperationPayfip, Paiement
 from regie.services.etat import etat

@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, select
 
 from connecteurs.payfip import TransportPayfip
 from connecteurs.payfip.simulateur import Scenario, SimulateurPayfip
-from regie.api import creer_app
+from regie.api.app import creer_app
 from regie.api.securite import creer_cle
 from regie.application import Application
 from regie.parametres import PayfipConfig

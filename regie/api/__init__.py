@@ -1,8 +1,5 @@
 """API HTTP du portail familles (FastAPI) : factures, compte famille, paiement PayFiP, notification.
 
-`creer_app(application)` construit l'application ASGI ; `regie serveur` la sert avec uvicorn.
+`regie.api.app.creer_app(application)` construit l'application ASGI ; `regie serveur` la sert avec
+uvicorn. Rien n'est importé ici : la ligne de commande démarre sans charger FastAPI.
 """
-
-from regie.api.app import creer_app
-
-__all__ = ["creer_app"]

@@ -42,4 +42,7 @@ def creer_app(application: Application, passerelle: PasserellePayfip | None = No
             base = False
         return {"statut": "ok", "base": base}
 
+    from regie.pages import monter_pages
+
+    monter_pages(api, application)
     return api
