@@ -338,7 +338,7 @@ def _verifier_tiers(tiers: TiersPes, lieu: str) -> _TiersVerifie:
     return _TiersVerifie(reference, tiers.civilite, nom, prenom, adr2, adr3, tiers.code_postal, ville)
 
 
-def _verifier_piece(piece: PiecePes, lieu_bordereau: str) -> _PieceVerifiee:
+def verifier_piece(piece: PiecePes, lieu_bordereau: str) -> _PieceVerifiee:
     """Tous les invariants d'une pièce, avant qu'un octet n'en soit écrit ; les valeurs sortent prêtes."""
     if not isinstance(piece, PiecePes):
         raise PesInvalide(lieu_bordereau, f"pièce attendue, reçu {type(piece).__name__}")
@@ -573,7 +573,7 @@ class _Ecriture:
         with xf.element("Bordereau"):
             xf.write("\n", bloc, "\n")
             for piece in bordereau.pieces:
-                verifiee = _verifier_piece(piece, lieu)
+                verifiee = verifier_piece(piece, lieu)
                 if piece.id_piece in ids:
                     raise PesInvalide(f"{lieu}, pièce {piece.id_piece}",
                                       f"IdPce déjà utilisé dans l'exercice {exercice}")

@@ -43,15 +43,16 @@ from exports.pes_aller import (
     PiecePes,
     ResumePes,
     TiersPes,
-    _verifier_piece,  # les invariants exacts de l'écrivain, vérifiés facture par facture avant numérotation
     ecrire_pes_aller,
     nom_fichier_pes,
     objet_piece,
+    verifier_piece,  # les invariants exacts de l'écrivain, vérifiés facture par facture avant numérotation
 )
 from rapprochement.moteur import TITRES_ACTIFS, verrouiller
 from regie import __version__, points_de_crash
 from regie.application import Application
 from regie.montants import centimes_en_euros
+from regie.progression import Progression
 from regie.registre.masse import inserer, reserver_ids, table_de
 from regie.registre.modeles import (
     Anomalie,
@@ -129,8 +130,8 @@ def _conditions(regie: _RegieTitres, aujourd_hui: date) -> list[Any]:
     reste = Facture.montant - Facture.paye - Facture.avoirs
     titre_actif = exists().where(Titre.facture_id == Facture.id, Titre.statut.in_(TITRES_ACTIFS))
     # Un titre rejeté par Hélios attend la correction de l'agent : l'anomalie résolue, il repart.
-    rejet_ouvert = exists().where(Anomalie.facture_id == Facture.id, Anomalie.code == CODE_REJETE,
-                                  Anomalie.statut != "resolue")
+    rejet_ouvert = exists().where(Anomalie.facture_id == Facture.id,
+                                  Anomalie.code.in_((CODE_REJETE, "TITRE_ANNULE")), Anomalie.statut != "resolue")
     conditions: list[Any] = [Facture.regie_code == regie.code, reste > 0, Facture.statut.in_(STATUTS_TITRABLES),
                              ~titre_actif, ~rejet_ouvert]
     if regie.mode == "regie":
@@ -211,7 +212,7 @@ def _candidates(conn: Connection, regie: _RegieTitres,
                          cle2=_cle2(f.periode, f.numero_dette))
         if raison is None:
             try:
-                _verifier_piece(piece, f"facture {f.numero}")
+                verifier_piece(piece, f"facture {f.numero}")
             except PesInvalide as exc:
                 raison = exc.raison
         if raison is not None:
@@ -321,15 +322,19 @@ def _pieces(conn: Connection, bordereau_id: int) -> Iterator[PiecePes]:
            .order_by(Titre.piece, LigneTitre.numero))
     courante: Any = None
     lignes: list[LignePes] = []
+    progression = Progression("écriture du PES", "titres")
     for r in conn.execute(req).yield_per(2000):
         if courante is not None and r.piece != courante.piece:
             yield _piece(courante, lignes)
+            progression.avancer()
             lignes = []
         courante = r
         lignes.append(LignePes(r.id_ligne, _objet_ligne(r.libelle, r.enfant), r.code_produit_local, r.nature,
                                r.montant_ligne))
     if courante is not None:
         yield _piece(courante, lignes)
+        progression.avancer()
+    progression.terminer()
 
 
 def _piece(r: Any, lignes: list[LignePes]) -> PiecePes:

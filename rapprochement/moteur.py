@@ -31,6 +31,7 @@ from rapprochement.regles import (
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture, statut_paiement
+from regie.progression import Progression
 from regie.registre.masse import inserer, table_de
 from regie.registre.modeles import (
     Affectation,
@@ -97,13 +98,16 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
     bilan = BilanRapprochement()
     with app.moteur.connect() as conn:
         a_voir = list(ids) if ids is not None else _ouverts(conn)
+    progression = Progression("rapprochement", "paiements")
     for debut in range(0, len(a_voir), taille_lot):
         with app.moteur.begin() as conn:
             verrouiller(conn)
             lot = _Lot(conn, bilan)
             lot.traiter(a_voir[debut:debut + taille_lot])
             lot.ecrire()
+        progression.avancer(len(a_voir[debut:debut + taille_lot]))
         points_de_crash.point("rapprochement_lot")
+    progression.terminer()
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
              anomalies=bilan.anomalies)
     return bilan

@@ -9,4 +9,4 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
-exec .venv/bin/pytest -n "${REGIE_TESTS_PROCESSUS:-2}" -q -p no:cacheprovider "$@"
+exec .venv/bin/pytest -n "${REGIE_TESTS_PROCESSUS:-3}" -q -p no:cacheprovider "$@"

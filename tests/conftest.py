@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -65,9 +68,23 @@ def _vider_postgresql(url: str) -> None:
     moteur.dispose()
 
 
+@pytest.fixture(scope="session")
+def _sqlite_modele(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Une base SQLite migrée une fois par session ; chaque test en reçoit une copie (la migration coûte)."""
+    chemin = tmp_path_factory.mktemp("modele_sqlite") / "regie.db"
+    app = Application(charger_configuration(CONFIG_EXEMPLE), url=f"sqlite:///{chemin}")
+    app.initialiser()
+    app.moteur.dispose()
+    with closing(sqlite3.connect(chemin)) as con:  # tout dans le fichier principal, rien dans le WAL
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return chemin
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url_base(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
+        modele: Path = request.getfixturevalue("_sqlite_modele")
+        shutil.copyfile(modele, tmp_path / "regie.db")
         return f"sqlite:///{tmp_path / 'regie.db'}"
     url: str = request.getfixturevalue("_pg_initialisee")
     _vider_postgresql(url)
@@ -79,7 +96,7 @@ def app(url_base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     """Une application sur une base neuve (SQLite ou PostgreSQL) avec la configuration d'exemple."""
     env = Environnement(database_url=url_base, config=CONFIG_EXEMPLE, donnees=tmp_path / "var")
     application = Application(charger_configuration(CONFIG_EXEMPLE), env, url=url_base)
-    application.initialiser()
+    application.synchroniser_referentiel()  # la base vient migrée (modèle SQLite, PostgreSQL de session)
     yield application
     application.moteur.dispose()
 

@@ -20,8 +20,11 @@ from tests.test_payfip_parcours import facture_json  # noqa: E402
 
 
 @pytest.fixture
-def url_base(tmp_path: Any) -> str:
+def url_base(tmp_path: Any, _sqlite_modele: Any) -> str:
     """SQLite seulement : il s'agit du contrat HTTP, pas de la base."""
+    import shutil
+
+    shutil.copyfile(_sqlite_modele, tmp_path / "regie.db")
     return f"sqlite:///{tmp_path / 'regie.db'}"
 
 

@@ -403,6 +403,19 @@ def test_le_tableau_de_bord_compte_la_file_et_les_encaissements(client: TestClie
     assert client.get("/titres").status_code == 200
 
 
+def test_le_tableau_de_bord_montre_les_dernieres_nuits_et_leurs_echecs(client: TestClient, app: Application) -> None:
+    from regie.services.nuit import executer_nuit
+
+    boite = app.dossier_donnees("echanges", "entree")
+    (boite / "cheques_errone.csv").write_text("remise;numero_cheque\n", encoding="utf-8")
+    executer_nuit(app)
+    connecter(client, "lecteur")
+    html = texte(client.get("/"))
+    assert "Dernières nuits" in html
+    assert "termine avec erreurs" in html
+    assert "Relevé des fichiers reçus" in html and "cheques_errone.csv" in html
+
+
 def test_le_journal_d_audit_se_filtre_et_se_pagine(client: TestClient, app: Application) -> None:
     with app.moteur.begin() as c:
         c.execute(insert(Audit), [{"quand": maintenant(), "qui": "agent" if i % 2 else "regisseur",

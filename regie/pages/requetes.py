@@ -21,6 +21,7 @@ from regie.registre.modeles import (
     Audit,
     Bordereau,
     Dossier,
+    Execution,
     Facture,
     FichierExporte,
     FichierRecu,
@@ -59,6 +60,7 @@ class TableauDeBord:
     bordereaux_rejetes: list[dict[str, Any]]
     fichiers_refuses: list[dict[str, Any]]
     derniers_exports: list[dict[str, Any]]
+    nuits: list[dict[str, Any]]
 
 
 def tableau_de_bord(app: Application, jour: date | None = None) -> TableauDeBord:
@@ -112,8 +114,16 @@ def tableau_de_bord(app: Application, jour: date | None = None) -> TableauDeBord
             select(FichierExporte.nom, FichierExporte.nature, FichierExporte.statut, FichierExporte.cree_le,
                    FichierExporte.depose_le)
             .order_by(FichierExporte.cree_le.desc()).limit(5))]
+        nuits = []
+        for r in c.execute(select(Execution.id, Execution.date_metier, Execution.debut, Execution.fin,
+                                  Execution.statut, Execution.etapes)
+                           .order_by(Execution.debut.desc(), Execution.id.desc()).limit(5)):
+            nuit = dict(r._mapping)
+            nuit["echecs"] = [f"{e['libelle']} : {e.get('erreur') or e['statut']}" for e in r.etapes
+                              if e.get("statut") in ("echec", "injoignable")]
+            nuits.append(nuit)
     return TableauDeBord(jour, par_canal, par_regie, file_par_code, sum(int(r["total"]) for r in file_par_code),
-                         remises, titres, rejetes, refuses, exports)
+                         remises, titres, rejetes, refuses, exports, nuits)
 
 
 # --- File de revue -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from regie.application import Application
 from regie.domaine import LigneOuverte, repartir, statut_facture
 from regie.erreurs import CollecteurErreurs, FichierRefuse
 from regie.montants import centimes_en_euros
+from regie.progression import Progression
 from regie.registre.masse import inserer, reserver_ids
 from regie.registre.modeles import (
     Affectation,
@@ -193,6 +194,7 @@ class _Import:
 def _ecrire(imp: _Import, lus: Iterable[FactureLue | AvoirLu]) -> None:
     lot: list[FactureLue] = []
     avoirs: list[AvoirLu] = []
+    progression = Progression("import des factures", "factures")
     for lu in lus:
         if isinstance(lu, AvoirLu):
             avoirs.append(lu)  # après les factures : un avoir peut viser une facture du même fichier
@@ -200,11 +202,14 @@ def _ecrire(imp: _Import, lus: Iterable[FactureLue | AvoirLu]) -> None:
         lot.append(lu)
         if len(lot) >= TAILLE_LOT:
             imp.factures_lot(lot)
+            progression.avancer(len(lot))
             lot = []
     if lot:
         imp.factures_lot(lot)
+        progression.avancer(len(lot))
     for a in avoirs:
         imp.avoir(a)
+    progression.terminer()
 
 
 def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | None = None) -> RapportImport:

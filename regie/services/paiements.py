@@ -7,6 +7,7 @@ le même enregistrement revu est ignoré, la même clé avec un autre contenu es
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,13 +22,16 @@ from sqlalchemy.exc import IntegrityError
 from connecteurs.modeles import PaiementRecu
 from regie import points_de_crash
 from regie.application import Application
+from regie.domaine import statut_facture
 from regie.erreurs import FichierRefuse
+from regie.progression import Progression
 from regie.registre.modeles import (
     Anomalie,
     Bordereau,
     DebitDft,
     Facture,
     FichierRecu,
+    MouvementCompte,
     Paiement,
     ReleveDft,
     Remise,
@@ -59,9 +63,15 @@ class ComptesPaiements:
     doublons: int = 0
 
 
+# Ce qui décrit le fichier et non l'encaissement : un retour « stock » relit les mêmes collectes.
+DETAILS_DU_FICHIER = frozenset({"typ_restit"})
+
+
 def empreinte_paiement(recu: PaiementRecu) -> str:
-    """Le contenu d'un enregistrement, sans sa place dans le fichier (ligne, texte brut)."""
-    return hashlib.sha256(recu.model_dump_json(exclude={"ligne", "brut"}).encode()).hexdigest()
+    """Le contenu d'un enregistrement, sans sa place dans le fichier (ligne, texte brut, type de retour)."""
+    contenu = recu.model_dump(mode="json", exclude={"ligne", "brut"})
+    contenu["details"] = {k: v for k, v in contenu["details"].items() if k not in DETAILS_DU_FICHIER}
+    return hashlib.sha256(json.dumps(contenu, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _remises(conn: Connection, lot: list[PaiementRecu]) -> dict[str, int]:
@@ -84,13 +94,17 @@ def enregistrer_paiements(conn: Connection, recus: Iterable[PaiementRecu], *,
     """Enregistre des paiements reçus dans la transaction de l'appelant (par lots, en flux)."""
     comptes = ComptesPaiements()
     lot: list[PaiementRecu] = []
+    progression = Progression("import des paiements", "paiements")
     for recu in recus:
         lot.append(recu)
         if len(lot) >= TAILLE_LOT:
             _enregistrer_lot(conn, lot, fichier_id, comptes)
+            progression.avancer(len(lot))
             lot = []
     if lot:
         _enregistrer_lot(conn, lot, fichier_id, comptes)
+        progression.avancer(len(lot))
+    progression.terminer()
     return comptes
 
 
@@ -237,23 +251,37 @@ def _recus_pes_retour(conn: Connection, contenu: bytes, nom: str, comptes: dict[
 
 def _piece_rejetee_ou_annulee(conn: Connection, exercice: int, id_bordereau: int, id_piece: int, etat: str,
                               fichier: str) -> None:
-    """Hélios a rejeté (04) ou annulé (05) la pièce : le titre prend cet état, la facture retourne en revue."""
-    titre = conn.execute(select(Titre.id, Titre.facture_id, Titre.statut).join(
-        Bordereau, Bordereau.id == Titre.bordereau_id).where(
-        Titre.exercice == exercice, Bordereau.numero == id_bordereau, Titre.piece == id_piece)).first()
-    if titre is None:
-        return
+    """Hélios a rejeté (04) ou annulé (05) la pièce : le titre prend cet état, la facture revient à la régie."""
+    titre = conn.execute(select(Titre.id, Titre.facture_id, Titre.statut, Facture.numero, Facture.dossier_id,
+                                Facture.montant, Facture.paye, Facture.avoirs)
+                         .join(Bordereau, Bordereau.id == Titre.bordereau_id)
+                         .join(Facture, Facture.id == Titre.facture_id)
+                         .where(Titre.exercice == exercice, Bordereau.numero == id_bordereau,
+                                Titre.piece == id_piece)).first()
     nouveau = "rejete" if etat == "04" else "annule"
-    if titre.statut == nouveau:
+    if titre is None or titre.statut in ("rejete", "annule"):
         return
+    reference = f"{exercice}/{id_bordereau}/{id_piece}"
+    quoi = "rejeté" if etat == "04" else "annulé"
     conn.execute(update(Titre).where(Titre.id == titre.id).values(statut=nouveau))
+    conn.execute(update(Facture).where(Facture.id == titre.facture_id).values(
+        statut=statut_facture(titre.montant, titre.paye, titre.avoirs, False)))
+    reste = titre.montant - titre.paye - titre.avoirs
+    now = maintenant()
+    if reste > 0:
+        # Ce qui restait dû au Trésor sur ce titre redevient dû à la régie.
+        conn.execute(insert(MouvementCompte), {
+            "dossier_id": titre.dossier_id, "quand": now, "nature": "titre_rejete",
+            "libelle": f"Titre {reference} {quoi} par le comptable : la facture {titre.numero} est de nouveau due "
+                       "à la régie", "montant": reste, "delta_du": reste, "delta_credit": 0, "delta_tresor": -reste,
+            "facture_id": titre.facture_id, "titre_id": titre.id, "cree_le": now})
     conn.execute(insert(Anomalie), {
         "facture_id": titre.facture_id, "code": "TITRE_REJETE" if etat == "04" else "TITRE_ANNULE",
         "statut": "ouverte",
-        "raison": f"Le comptable a {'rejeté' if etat == '04' else 'annulé'} la pièce {exercice}/{id_bordereau}/"
-                  f"{id_piece} (retour {fichier}) : la facture est à reprendre.",
+        "raison": f"Le comptable a {quoi} la pièce {reference} (retour {fichier}) : la facture {titre.numero} est à "
+                  "reprendre, puis à titrer de nouveau une fois l'anomalie résolue.",
         "preuve": {"exercice": exercice, "bordereau": id_bordereau, "piece": id_piece, "etat": etat},
-        "suggestions": [], "cree_le": maintenant()})
+        "suggestions": [], "cree_le": now})
 
 
 def _lire_canal(app: Application, conn: Connection, canal: str, contenu: bytes, nom: str,
