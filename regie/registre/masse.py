@@ -52,6 +52,15 @@ def inserer(conn: Connection, table: FromClause, lignes: Sequence[Mapping[str, A
                 except KeyError:
                     ligne[i] = memo[v] = f(v)
             donnees[n] = tuple(ligne)
+    if conn.dialect.name == "postgresql":
+        # COPY : un seul aller-retour pour tout le lot, au lieu d'un par ligne.
+        brute = conn.connection.dbapi_connection
+        assert brute is not None
+        with brute.cursor() as cur, cur.copy(  # type: ignore[attr-defined]
+                f"COPY {table.name} ({', '.join(colonnes)}) FROM STDIN") as copie:  # type: ignore[attr-defined]
+            for t in donnees:
+                copie.write_row(t)
+        return
     conn.exec_driver_sql(sql, donnees)
 
 
