@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from regie.application import Application
+from regie.arguments import date_iso as _date
+from regie.arguments import fichier_existant as _fichier
 
 OK, REFUSE, USAGE, INJOIGNABLE = 0, 1, 2, 3
 
 
-def _date(texte: str) -> date:
-    try:
-        return date.fromisoformat(texte)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"« {texte} » n'est pas une date AAAA-MM-JJ") from None
 
 
 def _mois(texte: str) -> tuple[int, int]:
@@ -34,11 +31,6 @@ def _mois(texte: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def _fichier(texte: str) -> Path:
-    chemin = Path(texte)
-    if not chemin.is_file():
-        raise argparse.ArgumentTypeError(f"« {texte} » : fichier introuvable")
-    return chemin
 
 
 def cmd_titres_emettre(app: Application, args: argparse.Namespace) -> int:

@@ -137,6 +137,7 @@ class _Lot:
         self.paiements: list[dict[str, Any]] = []
         self.remises: list[dict[str, Any]] = []
         self.index_ligne: dict[int, LigneEtat] = {}
+        self.suggerer = True
 
     # --- Chargement ---------------------------------------------------------------------------
 
@@ -178,11 +179,22 @@ class _Lot:
                 self.factures[fid].titree = True
 
     def _proches(self, montant: int, *, cesu: bool = False, exclure: int | None = None) -> list[FactureEtat]:
-        """Suggestions : factures ouvertes dont le reste égale le montant (les plus anciennes d'abord)."""
+        """Suggestions : factures ouvertes dont le reste égale le montant (les plus anciennes d'abord).
+
+        Une relance (paiement déjà en revue pour la même raison) n'en recalcule pas : rien ne sera réécrit.
+        """
+        if not self.suggerer:
+            return []
+        # Par l'index (statut, montant) : les factures encore entières, puis les partiellement payées.
+        entieres = select(Facture.id, Facture.echeance, Facture.numero).where(
+            Facture.statut == "emise", Facture.montant == montant, Facture.avoirs == 0)
         reste = Facture.montant - Facture.paye - Facture.avoirs
-        ids = list(self.conn.execute(select(Facture.id).where(
-            reste == montant, Facture.statut.in_(STATUTS_OUVERTS)).order_by(Facture.echeance, Facture.numero)
-            .limit(5)).scalars())
+        entamees = select(Facture.id, Facture.echeance, Facture.numero).where(
+            Facture.statut.in_(("emise", "partiellement_payee", "titree")), Facture.montant > montant,
+            reste == montant)
+        ids = [i for i, _, _ in sorted({*self.conn.execute(entieres.limit(5)).all(),
+                                        *self.conn.execute(entamees.limit(5)).all()},
+                                       key=lambda r: (r[1], r[2]))][:5]
         self._charger_factures(Facture.id.in_(ids))
         return [self.factures[i] for i in ids if i != exclure]
 
@@ -207,6 +219,7 @@ class _Lot:
         self._precharger([v for v, _, _ in vues])
         for vue, statut, anomalie in vues:
             self.bilan.examines += 1
+            self.suggerer = statut != "en_anomalie"
             decision = self._decider(vue)
             if statut == "en_anomalie" and decision.anomalie == anomalie:
                 self.bilan.inchanges += 1  # toujours la même raison : rien à réécrire

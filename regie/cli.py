@@ -10,13 +10,12 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
-from pathlib import Path
 
 import structlog
 
 from regie import __version__
 from regie.application import Application
+from regie.arguments import fichier_existant as _fichier
 from regie.erreurs import ErreurRegie, FichierRefuse
 from regie.journalisation import configurer
 from regie.parametres import ConfigurationInvalide
@@ -31,18 +30,8 @@ class PairInjoignable(Exception):
     """Un pair (SFTP, PayFiP) n'a pas répondu après les nouvelles tentatives."""
 
 
-def _date(texte: str) -> date:
-    try:
-        return date.fromisoformat(texte)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"« {texte} » n'est pas une date AAAA-MM-JJ") from None
 
 
-def _fichier(texte: str) -> Path:
-    chemin = Path(texte)
-    if not chemin.is_file():
-        raise argparse.ArgumentTypeError(f"« {texte} » : fichier introuvable")
-    return chemin
 
 
 # --- Commandes ------------------------------------------------------------------------------

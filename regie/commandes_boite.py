@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from regie.application import Application
+from regie.arguments import date_iso as _date
 
 OK, REFUSE, USAGE, INJOIGNABLE = 0, 1, 2, 3
 
 
-def _date(texte: str) -> date:
-    try:
-        return date.fromisoformat(texte)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"« {texte} » n'est pas une date AAAA-MM-JJ") from None
 
 
 def _entree(texte: str) -> Any:

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from regie.application import Application
-from regie.commandes_paiements import _date
+from regie.arguments import date_iso as _date
 
 
 def cmd_nuit(app: Application, args: argparse.Namespace) -> int:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date
-from pathlib import Path
 from typing import Any
 
 from regie.application import Application
+from regie.arguments import date_iso as _date
+from regie.arguments import fichier_existant as _fichier
 
 CANAUX_CLI = ("buraliste", "cesu", "crcesu", "cheque", "cfonb", "pes-retour")
 
 
-def _date(texte: str) -> date:
-    try:
-        return date.fromisoformat(texte)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"« {texte} » n'est pas une date AAAA-MM-JJ") from None
 
 
-def _fichier(texte: str) -> Path:
-    chemin = Path(texte)
-    if not chemin.is_file():
-        raise argparse.ArgumentTypeError(f"« {texte} » : fichier introuvable")
-    return chemin
 
 
 def cmd_paiements_importer(app: Application, args: argparse.Namespace) -> int:

@@ -135,7 +135,7 @@ class Facture(Base):
     paye: Mapped[int] = mapped_column(default=0)
     avoirs: Mapped[int] = mapped_column(default=0)
     # emise | partiellement_payee | payee | annulee | titree (specs/cli.md)
-    statut: Mapped[str] = mapped_column(String(20), default="emise", index=True)
+    statut: Mapped[str] = mapped_column(String(20), default="emise")
     numero_dette: Mapped[int] = mapped_column(BigInteger, unique=True)
     refdet: Mapped[str] = mapped_column(String(30), index=True)
     civilite: Mapped[str] = mapped_column(String(3))
@@ -159,6 +159,8 @@ class Facture(Base):
         CheckConstraint("paye + avoirs <= montant", name="reste_positif"),
         CheckConstraint("statut IN ('emise', 'partiellement_payee', 'payee', 'annulee', 'titree')",
                         name="statut"),
+        # Suggestions « reste égal au montant » et tableau de bord.
+        Index("ix_facture_statut_montant", "statut", "montant"),
     )
 
     @property

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 12:22:31.970676
+Create Date: 2026-11-25 13:12:58.957371
 """
 
 from alembic import op
@@ -244,7 +244,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_facture_dossier_id"), ["dossier_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_facture_echeance"), ["echeance"], unique=False)
         batch_op.create_index(batch_op.f("ix_facture_refdet"), ["refdet"], unique=False)
-        batch_op.create_index(batch_op.f("ix_facture_statut"), ["statut"], unique=False)
+        batch_op.create_index("ix_facture_statut_montant", ["statut", "montant"], unique=False)
 
     op.create_table(
         "paiement",
@@ -663,7 +663,7 @@ def downgrade() -> None:
 
     op.drop_table("paiement")
     with op.batch_alter_table("facture", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_facture_statut"))
+        batch_op.drop_index("ix_facture_statut_montant")
         batch_op.drop_index(batch_op.f("ix_facture_refdet"))
         batch_op.drop_index(batch_op.f("ix_facture_echeance"))
         batch_op.drop_index(batch_op.f("ix_facture_dossier_id"))
