@@ -117,6 +117,18 @@ def _sans_accents(texte: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", texte) if not unicodedata.combining(c)).upper()
 
 
+_COLONNES_PROCHES = (Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero, Facture.regie_code,
+                     Facture.statut, Facture.montant, Facture.paye, Facture.avoirs, Facture.echeance, Facture.nom)
+# Construites une fois : par l'index (statut, montant), les factures encore entières puis les entamées.
+_PROCHES_ENTIERES = (select(*_COLONNES_PROCHES).join(Dossier, Dossier.id == Facture.dossier_id)
+                     .where(Facture.statut == "emise", Facture.montant == bindparam("m"), Facture.avoirs == 0)
+                     .limit(5))
+_PROCHES_ENTAMEES = (select(*_COLONNES_PROCHES).join(Dossier, Dossier.id == Facture.dossier_id)
+                     .where(Facture.statut == "partiellement_payee", Facture.montant > bindparam("m"),
+                            Facture.montant - Facture.paye - Facture.avoirs == bindparam("m"))
+                     .limit(5))
+
+
 class _Lot:
     """L'état en mémoire d'un lot : factures touchées, écritures en attente."""
 
@@ -182,21 +194,15 @@ class _Lot:
         """Suggestions : factures ouvertes dont le reste égale le montant (les plus anciennes d'abord).
 
         Une relance (paiement déjà en revue pour la même raison) n'en recalcule pas : rien ne sera réécrit.
+        Les factures suggérées ne servent qu'à l'affichage : elles n'entrent pas dans l'état du lot.
         """
         if not self.suggerer:
             return []
-        # Par l'index (statut, montant) : les factures encore entières, puis les partiellement payées.
-        entieres = select(Facture.id, Facture.echeance, Facture.numero).where(
-            Facture.statut == "emise", Facture.montant == montant, Facture.avoirs == 0)
-        reste = Facture.montant - Facture.paye - Facture.avoirs
-        entamees = select(Facture.id, Facture.echeance, Facture.numero).where(
-            Facture.statut.in_(("emise", "partiellement_payee", "titree")), Facture.montant > montant,
-            reste == montant)
-        ids = [i for i, _, _ in sorted({*self.conn.execute(entieres.limit(5)).all(),
-                                        *self.conn.execute(entamees.limit(5)).all()},
-                                       key=lambda r: (r[1], r[2]))][:5]
-        self._charger_factures(Facture.id.in_(ids))
-        return [self.factures[i] for i in ids if i != exclure]
+        lignes = sorted({*self.conn.execute(_PROCHES_ENTIERES, {"m": montant}).all(),
+                         *self.conn.execute(_PROCHES_ENTAMEES, {"m": montant}).all()},
+                        key=lambda r: (r[9], r[1]))[:5]
+        return [FactureEtat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[5] == "titree", [], r[10])
+                for r in lignes if r[0] != exclure]
 
     # --- Traitement -----------------------------------------------------------------------------
 
