@@ -10,7 +10,11 @@ OK, USAGE, INJOIGNABLE = 0, 2, 3
 
 
 def cmd_serveur(app: Any, args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
+
+    os.environ.setdefault("REGIE_PING_CONNEXIONS", "0")
 
     from regie.api.app import creer_app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,7 +51,10 @@ def creer_moteur(url: str, **options: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return moteur
-    return create_engine(url, pool_pre_ping=True, **options)
+    # Le serveur HTTP se passe du ping avant chaque emprunt (un aller-retour par requête) : une
+    # connexion coupée est jetée à la première erreur et le pool se renouvelle (pool_recycle).
+    ping = os.environ.get("REGIE_PING_CONNEXIONS", "1") != "0"
+    return create_engine(url, pool_pre_ping=ping, pool_recycle=1800, **options)
 
 
 def fabrique_sessions(moteur: Engine) -> sessionmaker[Session]:
