@@ -82,11 +82,26 @@ def verrouiller(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VERROU_RAPPROCHEMENT})
 
 
+def _derniere_arrivee(conn: Connection) -> Any:
+    """L'instant où est arrivé le dernier élément qui peut résoudre une référence inconnue."""
+    instants = [conn.execute(select(func.max(colonne))).scalar() for colonne in (
+        Facture.cree_le, Remise.cree_le, Titre.cree_le, OperationPayfip.cree_le)]
+    connus = [i for i in instants if i is not None]
+    return max(connus) if connus else None
+
+
 def _ouverts(conn: Connection) -> list[int]:
-    req = (select(Paiement.id)
-           .where(or_(Paiement.statut == "a_traiter",
-                      and_(Paiement.statut == "en_anomalie", Paiement.anomalie.in_(CODES_REESSAYES),
-                           Paiement.decision_manuelle.is_(False))))
+    condition = Paiement.statut == "a_traiter"
+    derniere = _derniere_arrivee(conn)
+    if derniere is not None:
+        # Une référence inconnue n'est reprise que si une facture, une remise, un titre ou un panier
+        # est arrivé depuis qu'elle a été constatée : relancer sans nouveauté ne changerait rien.
+        a_reprendre = select(Anomalie.paiement_id).where(
+            Anomalie.statut == "ouverte", Anomalie.code.in_(CODES_REESSAYES),
+            func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le) < derniere)
+        condition = or_(condition, and_(Paiement.statut == "en_anomalie", Paiement.anomalie.in_(CODES_REESSAYES),
+                                        Paiement.decision_manuelle.is_(False), Paiement.id.in_(a_reprendre)))
+    req = (select(Paiement.id).where(condition)
            .order_by(Paiement.recu_le, Paiement.canal, Paiement.reference, Paiement.id))
     return list(conn.execute(req).scalars())
 
@@ -150,6 +165,7 @@ class _Lot:
         self.remises: list[dict[str, Any]] = []
         self.index_ligne: dict[int, LigneEtat] = {}
         self.suggerer = True
+        self.reevaluees: list[int] = []
 
     # --- Chargement ---------------------------------------------------------------------------
 
@@ -228,7 +244,8 @@ class _Lot:
             self.suggerer = statut != "en_anomalie"
             decision = self._decider(vue)
             if statut == "en_anomalie" and decision.anomalie == anomalie:
-                self.bilan.inchanges += 1  # toujours la même raison : rien à réécrire
+                self.bilan.inchanges += 1  # toujours la même raison : on note seulement la relance
+                self.reevaluees.append(vue.id)
                 continue
             self._appliquer(vue, decision, ancienne=anomalie if statut == "en_anomalie" else None)
 
@@ -416,6 +433,9 @@ class _Lot:
 
     def ecrire(self) -> None:
         c = self.conn
+        if self.reevaluees:
+            c.execute(update(Anomalie).where(Anomalie.paiement_id.in_(self.reevaluees), Anomalie.statut == "ouverte",
+                                             Anomalie.code.in_(CODES_REESSAYES)).values(reevaluee_le=self.now))
         if self.anomalies_closes:
             c.execute(update(Anomalie).where(Anomalie.paiement_id.in_(self.anomalies_closes),
                                              Anomalie.statut != "resolue", Anomalie.code.in_(CODES_REESSAYES))

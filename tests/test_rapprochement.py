@@ -271,3 +271,14 @@ def _vider(app: Application) -> None:
         for t in reversed(Base.metadata.sorted_tables):
             if t.name not in ("regie", "prestation", "alembic_version"):
                 c.execute(t.delete())
+
+
+def test_une_reference_inconnue_n_est_relancee_que_si_quelque_chose_est_arrive(sc: Scenario) -> None:
+    sc.cheques(("RC-R", "1", "X", "10.00", "F-ATTENDUE-1"))
+    assert rapprocher(sc.app).examines == 0  # rien n'est arrivé depuis : rien à relancer
+    sc.factures(autre("F-AUTRE-0001", "99.00"))
+    assert rapprocher(sc.app).examines == 1  # une facture est arrivée : relancé, toujours inconnue
+    assert rapprocher(sc.app).examines == 0  # la relance est notée : pas de seconde relance à vide
+    sc.factures(autre("F-ATTENDUE-1", "10.00"))
+    bilan = rapprocher(sc.app)
+    assert (bilan.examines, bilan.affectes) == (1, 1)

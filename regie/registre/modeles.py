@@ -309,6 +309,8 @@ class Anomalie(Base):
     preuve: Mapped[dict[str, Any]] = mapped_column(default=dict)
     suggestions: Mapped[list[Any]] = mapped_column(default=list)
     cree_le: Mapped[datetime] = mapped_column(default=maintenant, index=True)
+    # Dernière relance du moteur sans changement (référence toujours inconnue).
+    reevaluee_le: Mapped[datetime | None]
     resolue_le: Mapped[datetime | None]
     resolue_par: Mapped[str | None] = mapped_column(String(100))
     resolution: Mapped[str | None] = mapped_column(String(40))

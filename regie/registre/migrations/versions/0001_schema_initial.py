@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 13:12:58.957371
+Create Date: 2026-11-25 13:48:40.764639
 """
 
 from alembic import op
@@ -342,6 +342,7 @@ def upgrade() -> None:
             "suggestions", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False
         ),
         sa.Column("cree_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.Column("reevaluee_le", regie.registre.types.InstantUTC(timezone=True), nullable=True),
         sa.Column("resolue_le", regie.registre.types.InstantUTC(timezone=True), nullable=True),
         sa.Column("resolue_par", sa.String(length=100), nullable=True),
         sa.Column("resolution", sa.String(length=40), nullable=True),
