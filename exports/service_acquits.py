@@ -20,7 +20,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from exports.acquits import DOMAINE_RECETTE, Acquit, ElementAcquit, ErreurAcquit, lire_acquit
 from exports.titres import CODE_REJETE, NATURE_PES
@@ -33,10 +32,7 @@ from regie.registre.modeles import Anomalie, Bordereau, Facture, FichierExporte,
 from regie.registre.types import maintenant
 from regie.services.fichiers import (
     RapportImport,
-    deja_importe,
-    empreinte_fichier,
-    enregistrer_refus,
-    ouvrir_fichier,
+    importer_une_fois,
 )
 
 log = structlog.get_logger()
@@ -194,29 +190,19 @@ def _appliquer(conn: Connection, acquit: Acquit, nom: str) -> _Application:
 def importer_acquit(app: Application, chemin: Path, origine: str | None = None) -> RapportImport:
     """`regie acquits importer FICHIER` : applique un PES_ACQUIT, tout ou rien ; FichierRefuse s'il est illisible
     ou vise un fichier ou un bordereau inconnu (gardé en quarantaine). Les rejets sont dans `rapport.rejets`."""
-    nom = chemin.name
-    sha, taille = empreinte_fichier(chemin)
-    rapport = RapportAcquit(nom, CANAL)
-    with app.moteur.connect() as conn:
-        if deja_importe(conn, CANAL, sha):
-            rapport.deja_importe = True
-            log.info("fichier_deja_importe", fichier=nom, canal=CANAL, sha256=sha)
-            return rapport
-    try:
+    acquits: list[Any] = []
+
+    def faire(conn: Connection, _fichier_id: int, nom: str) -> _Application:
         acquit = lire_acquit(chemin.read_bytes(), nom)
-        with app.moteur.begin() as conn:
-            verrouiller(conn)  # une facture rendue à la régie ne doit pas croiser un rapprochement
-            ouvrir_fichier(conn, nom, sha, CANAL, taille, origine)
-            appliquee = _appliquer(conn, acquit, nom)
-    except FichierRefuse as refus:
-        enregistrer_refus(app, chemin, sha, taille, CANAL, refus, origine)
-        raise
-    except IntegrityError:
-        with app.moteur.connect() as conn:
-            if deja_importe(conn, CANAL, sha):
-                rapport.deja_importe = True
-                return rapport
-        raise
+        acquits.append(acquit)
+        verrouiller(conn)  # une facture rendue à la régie ne doit pas croiser un rapprochement
+        return _appliquer(conn, acquit, nom)
+
+    rapport, appliquee = importer_une_fois(app, chemin, CANAL, origine, faire, RapportAcquit(chemin.name, CANAL))
+    if appliquee is None:
+        return rapport
+    acquit = acquits[0]
+    nom = rapport.fichier
     rapport.comptes = {k: v for k, v in appliquee.comptes.items() if v}
     rapport.importes = appliquee.comptes["bordereaux acceptes"] + appliquee.comptes["bordereaux rejetes"]
     rapport.ignores = appliquee.comptes["deja acquittes"]

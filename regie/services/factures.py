@@ -9,13 +9,12 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import LigneOuverte, repartir, statut_facture
-from regie.erreurs import CollecteurErreurs, FichierRefuse
+from regie.erreurs import CollecteurErreurs
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
 from regie.registre.masse import inserer, reserver_ids
@@ -32,10 +31,7 @@ from regie.registre.modeles import (
 from regie.registre.types import maintenant
 from regie.services.fichiers import (
     RapportImport,
-    deja_importe,
-    empreinte_fichier,
-    enregistrer_refus,
-    ouvrir_fichier,
+    importer_une_fois,
 )
 
 log = structlog.get_logger()
@@ -214,39 +210,24 @@ def _ecrire(imp: _Import, lus: Iterable[FactureLue | AvoirLu]) -> None:
 
 def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | None = None) -> RapportImport:
     """`regie factures importer` : refuse le fichier entier à la première erreur, après les avoir toutes listées."""
-    nom = chemin.name
-    sha, taille = empreinte_fichier(chemin)
-    rapport = RapportImport(nom, CANAL)
-    with app.moteur.connect() as conn:
-        if deja_importe(conn, CANAL, sha):
-            rapport.deja_importe = True
-            log.info("fichier_deja_importe", fichier=nom, canal=CANAL, sha256=sha)
-            return rapport
-    erreurs = CollecteurErreurs(nom)
-    try:
-        with app.moteur.begin() as conn:
-            fichier_id = ouvrir_fichier(conn, nom, sha, CANAL, taille, origine)
-            imp = _Import(conn, fichier_id, erreurs)
-            with chemin.open("rb") as flux:
-                _ecrire(imp, lire_jsonl(flux, nom, app.referentiel, erreurs))
-            erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
-            conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
-                nb_enregistrements=imp.factures + imp.avoirs, nb_ignores=imp.ignores))
-    except FichierRefuse as refus:
-        enregistrer_refus(app, chemin, sha, taille, CANAL, refus, origine)
-        raise
-    except IntegrityError:
-        # Un autre processus a importé le même fichier au même moment.
-        with app.moteur.connect() as conn:
-            if deja_importe(conn, CANAL, sha):
-                rapport.deja_importe = True
-                return rapport
-        raise
+    def faire(conn: Connection, fichier_id: int, nom: str) -> _Import:
+        erreurs = CollecteurErreurs(nom)
+        imp = _Import(conn, fichier_id, erreurs)
+        with chemin.open("rb") as flux:
+            _ecrire(imp, lire_jsonl(flux, nom, app.referentiel, erreurs))
+        erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
+        conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
+            nb_enregistrements=imp.factures + imp.avoirs, nb_ignores=imp.ignores))
+        return imp
+
+    rapport, imp = importer_une_fois(app, chemin, CANAL, origine, faire, RapportImport(chemin.name, CANAL))
+    if imp is None:
+        return rapport
     points_de_crash.point("apres_import_factures")
     rapport.importes = imp.factures + imp.avoirs
     rapport.ignores = imp.ignores
     rapport.comptes = {"factures": imp.factures, "avoirs": imp.avoirs}
-    log.info("factures_importees", fichier=nom, sha256=sha, factures=imp.factures, avoirs=imp.avoirs,
+    log.info("factures_importees", fichier=rapport.fichier, factures=imp.factures, avoirs=imp.avoirs,
              deja_importees=imp.ignores)
     return rapport
 

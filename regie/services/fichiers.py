@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from regie.application import Application
 from regie.erreurs import FichierRefuse
@@ -85,3 +88,44 @@ def enregistrer_refus(app: Application, chemin: Path, sha256: str, taille: int, 
     log.warning("fichier_refuse", fichier=chemin.name, canal=canal, sha256=sha256,
                 erreurs=len(refus.erreurs), quarantaine=str(copie))
     return copie
+
+
+T = TypeVar("T")
+
+
+R = TypeVar("R", bound=RapportImport)
+
+
+def importer_une_fois(app: Application, chemin: Path, canal: str, origine: str | None,
+                      faire: Callable[[Connection, int, str], T], rapport: R) -> tuple[R, T | None]:
+    """Le cadre de chaque import de fichier : tout ou rien, une seule fois.
+
+    Un contenu déjà importé (même SHA-256, même canal) est reconnu et rien ne change. Sinon
+    `faire(conn, fichier_id, nom)` travaille dans une seule transaction ; un `FichierRefuse` l'annule,
+    garde le fichier en quarantaine avec ses erreurs et remonte. Deux processus qui importent le même
+    fichier en même temps : l'index unique en arrête un, qui le dit déjà importé.
+    """
+    nom = chemin.name
+    sha, taille = empreinte_fichier(chemin)
+
+    def deja() -> bool:
+        with app.moteur.connect() as conn:
+            if deja_importe(conn, canal, sha):
+                rapport.deja_importe = True
+                log.info("fichier_deja_importe", fichier=nom, canal=canal, sha256=sha)
+                return True
+        return False
+
+    if deja():
+        return rapport, None
+    try:
+        with app.moteur.begin() as conn:
+            resultat = faire(conn, ouvrir_fichier(conn, nom, sha, canal, taille, origine), nom)
+    except FichierRefuse as refus:
+        enregistrer_refus(app, chemin, sha, taille, canal, refus, origine)
+        raise
+    except IntegrityError:
+        if deja():
+            return rapport, None
+        raise
+    return rapport, resultat

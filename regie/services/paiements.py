@@ -17,13 +17,11 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Connection, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from connecteurs.modeles import PaiementRecu
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture
-from regie.erreurs import FichierRefuse
 from regie.progression import Progression
 from regie.registre.modeles import (
     Anomalie,
@@ -41,10 +39,7 @@ from regie.registre.types import maintenant
 from regie.services.factures import debut_du_jour
 from regie.services.fichiers import (
     RapportImport,
-    deja_importe,
-    empreinte_fichier,
-    enregistrer_refus,
-    ouvrir_fichier,
+    importer_une_fois,
 )
 
 log = structlog.get_logger()
@@ -309,36 +304,22 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
                                rapprocher_ensuite: bool = True, aujourd_hui: date | None = None) -> RapportImport:
     """`regie paiements importer --canal CANAL FICHIER` : le fichier entier ou rien, puis le rapprochement."""
     canal = CANAUX_FICHIER.get(canal, canal)
-    nom = chemin.name
-    sha, taille = empreinte_fichier(chemin)
-    rapport = RapportImport(nom, canal)
-    with app.moteur.connect() as conn:
-        if deja_importe(conn, canal, sha):
-            rapport.deja_importe = True
-            log.info("fichier_deja_importe", fichier=nom, canal=canal, sha256=sha)
-            return rapport
-    contenu = chemin.read_bytes()
     comptes_canal: dict[str, int] = {}
-    try:
-        with app.moteur.begin() as conn:
-            fichier_id = ouvrir_fichier(conn, nom, sha, canal, taille, origine)
-            comptes = enregistrer_paiements(conn, _lire_canal(app, conn, canal, contenu, nom, comptes_canal,
-                                                              fichier_id), fichier_id=fichier_id)
-            conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
-                nb_enregistrements=comptes.nouveaux, nb_ignores=comptes.ignores))
-    except FichierRefuse as refus:
-        enregistrer_refus(app, chemin, sha, taille, canal, refus, origine)
-        raise
-    except IntegrityError:
-        with app.moteur.connect() as conn:
-            if deja_importe(conn, canal, sha):
-                rapport.deja_importe = True
-                return rapport
-        raise
+
+    def faire(conn: Connection, fichier_id: int, nom: str) -> ComptesPaiements:
+        recus = _lire_canal(app, conn, canal, chemin.read_bytes(), nom, comptes_canal, fichier_id)
+        comptes = enregistrer_paiements(conn, recus, fichier_id=fichier_id)
+        conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
+            nb_enregistrements=comptes.nouveaux, nb_ignores=comptes.ignores))
+        return comptes
+
+    rapport, comptes = importer_une_fois(app, chemin, canal, origine, faire, RapportImport(chemin.name, canal))
+    if comptes is None:
+        return rapport
     rapport.importes = comptes.nouveaux
     rapport.ignores = comptes.ignores
     rapport.comptes = {"paiements": comptes.nouveaux, "doublons": comptes.doublons, **comptes_canal}
-    log.info("paiements_importes", fichier=nom, canal=canal, sha256=sha, nouveaux=comptes.nouveaux,
+    log.info("paiements_importes", fichier=rapport.fichier, canal=canal, nouveaux=comptes.nouveaux,
              deja_importes=comptes.ignores, doublons=comptes.doublons)
     points_de_crash.point("apres_import_paiements")
     if rapprocher_ensuite:
