@@ -33,6 +33,7 @@ import structlog
 from sqlalchemy import Connection, and_, exists, insert, select, update
 
 from connecteurs.buralistes.datamatrix import lettre_cle2, rang_mod23
+from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.sftp import mesurer
 from exports.pes_aller import (
     MAX_NOMBRE_PIECES,
@@ -68,7 +69,7 @@ from regie.registre.modeles import (
     Titre,
 )
 from regie.registre.types import maintenant
-from regie.services.factures import debut_du_jour, prendre_numeros
+from regie.services.factures import prendre_numeros
 
 log = structlog.get_logger()
 

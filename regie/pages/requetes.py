@@ -7,13 +7,14 @@ page) et s'appuie sur des index ; rien ici n'écrit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import aliased
 
+from connecteurs.cesu.titres import debut_du_jour as minuit_paris
 from regie.application import Application
 from regie.registre.modeles import (
     Affectation,
@@ -43,7 +44,7 @@ CANAUX_CONFIRMATION = ("cfonb", "crcesu")
 
 def debut_du_jour(jour: date) -> datetime:
     """Minuit à Paris, en UTC (les instants sont stockés en UTC)."""
-    return datetime.combine(jour, time(), PARIS).astimezone(UTC)
+    return minuit_paris(jour).astimezone(UTC)
 
 
 # --- Tableau de bord ---------------------------------------------------------------------------

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Connection, insert, select, update
 
+from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
 from regie import points_de_crash
 from regie.application import Application
@@ -38,10 +38,6 @@ log = structlog.get_logger()
 PARIS = ZoneInfo("Europe/Paris")
 TAILLE_LOT = 2000
 CANAL = "factures"
-
-
-def debut_du_jour(jour: date) -> datetime:
-    return datetime.combine(jour, time(0, 0), PARIS)
 
 
 def prendre_numeros(conn: Connection, nom: str, n: int) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, func, insert, or_, select, update
 
+from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.modeles import PaiementRecu
 from regie import points_de_crash
 from regie.application import Application
@@ -36,7 +37,6 @@ from regie.registre.modeles import (
     Titre,
 )
 from regie.registre.types import maintenant
-from regie.services.factures import debut_du_jour
 from regie.services.fichiers import (
     RapportImport,
     importer_une_fois,
