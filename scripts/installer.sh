@@ -13,6 +13,7 @@ if [ $tests = 1 ]; then
   [ -x /usr/sbin/sshd ] || paquets+=(openssh-server)
   command -v ssh-keygen >/dev/null || paquets+=(openssh-client)
   command -v chromium >/dev/null || paquets+=(chromium)
+  command -v wrk >/dev/null || paquets+=(wrk)  # bancs d'essai de l'API : la charge vient d'un second processus
 fi
 if [ ${#paquets[@]} -gt 0 ]; then
   sudo=""
