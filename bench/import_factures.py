@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,17 +26,21 @@ from regie.jeu_essai import ecrire_jsonl, factures  # noqa: E402
 PG = os.environ.get("REGIE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
-def lancer(url: str, fichier: Path, dossier: Path) -> tuple[float, int]:
+def lancer(url: str, fichier: Path, dossier: Path) -> tuple[float, float, int]:
     env = dict(os.environ, REGIE_DATABASE_URL=url, REGIE_CONFIG=str(RACINE / "exemples" / "regie.toml"),
                REGIE_DONNEES=str(dossier / "var"), REGIE_LOG_NIVEAU="warning")
     regie = [sys.executable, "-m", "regie.cli"]
     subprocess.run([*regie, "init"], env=env, check=True, capture_output=True)
-    avant = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     debut = time.perf_counter()
-    subprocess.run([*regie, "factures", "importer", str(fichier)], env=env, check=True)
+    proc = subprocess.Popen([*regie, "factures", "importer", str(fichier)], env=env)
+    # wait4 : les ressources de ce seul processus (RUSAGE_CHILDREN garderait le pic de la base précédente).
+    _, statut, usage = os.wait4(proc.pid, 0)
     duree = time.perf_counter() - debut
-    pic = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return duree, max(pic, avant)
+    proc.returncode = os.waitstatus_to_exitcode(statut)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    # Temps CPU du seul processus d'import (sans le serveur PostgreSQL) : lisible même machine chargée.
+    return duree, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def main() -> None:
@@ -63,9 +66,11 @@ def main() -> None:
                     c.execute(text("DROP DATABASE IF EXISTS regie_bench"))
                     c.execute(text("CREATE DATABASE regie_bench"))
                 url = PG.rsplit("/", 1)[0] + "/regie_bench"
-            duree, pic_ko = lancer(url, fichier, dossier)
+            charge = os.getloadavg()[0]
+            duree, cpu, pic_ko = lancer(url, fichier, dossier)
             print(f"{base:10s} : {args.nombre} factures en {duree:.1f} s = {args.nombre / duree:,.0f} factures/s ; "
-                  f"mémoire max {pic_ko / 1024:.0f} Mo")
+                  f"CPU de l'import {cpu:.1f} s ({args.nombre / cpu:,.0f} factures/s CPU) ; "
+                  f"mémoire max {pic_ko / 1024:.0f} Mo ; charge avant {charge:.1f}, après {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

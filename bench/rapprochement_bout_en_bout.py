@@ -4,7 +4,8 @@
 
 Chaque base : `regie init`, import des factures, import de chaque fichier de paiements (le
 rapprochement suit chaque import), puis une seconde passe sur les mêmes fichiers (déjà importés,
-rien à rapprocher). Mesure la durée de bout en bout et la mémoire maximale des processus `regie`.
+rien à rapprocher). Mesure la durée de bout en bout, celle de chaque étape (chaque commande `regie`)
+et la mémoire maximale des processus `regie`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import argparse
 import os
 import platform
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,6 +30,19 @@ from regie.jeu_essai import ecrire_jsonl, factures  # noqa: E402
 from regie.montants import centimes_en_euros  # noqa: E402
 
 PG = os.environ.get("REGIE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def generer(dossier: Path, nombre: int) -> None:
+    """Les fichiers du banc : factures.jsonl et un fichier de paiements par canal."""
+    objets = list(factures(nombre, nb_lignes=3, dossiers=max(1, nombre // 3)))
+    ecrire_jsonl(dossier / "factures.jsonl", iter(objets))
+    montants = [int(o["montant"].replace(".", "")) for o in objets]
+    numeros = [o["numero"] for o in objets]
+    del objets
+    ecrire_paiements(dossier, montants, numeros)
+
+
+FICHIERS_PAIEMENTS = (("buraliste", "releve.csv"), ("cheque", "cheques.csv"), ("cesu", "cesu.csv"))
 
 
 def ecrire_paiements(dossier: Path, montants: list[int], numeros: list[str]) -> list[tuple[str, Path]]:
@@ -66,41 +79,56 @@ def ecrire_paiements(dossier: Path, montants: list[int], numeros: list[str]) -> 
 
 
 def lancer(url: str, dossier: Path, factures_jsonl: Path, paiements: list[tuple[str, Path]]) -> dict[str, float]:
+    """Durées de chaque étape (s), dans l'ordre, et mémoire maximale des processus `regie` (Mo)."""
     env = dict(os.environ, REGIE_DATABASE_URL=url, REGIE_CONFIG=str(RACINE / "exemples" / "regie.toml"),
                REGIE_DONNEES=str(dossier / "var"), REGIE_LOG_NIVEAU="warning")
     regie = [sys.executable, "-m", "regie.cli"]
     subprocess.run([*regie, "init"], env=env, check=True, capture_output=True)
-    debut = time.perf_counter()
-    subprocess.run([*regie, "factures", "importer", str(factures_jsonl)], env=env, check=True)
-    t_factures = time.perf_counter() - debut
+    etapes: dict[str, float] = {}
+    pic = 0.0
+
+    def etape(nom: str, *arguments: str, silencieux: bool = False) -> None:
+        nonlocal pic
+        debut = time.perf_counter()
+        sortie = subprocess.DEVNULL if silencieux else None
+        processus = subprocess.Popen([*regie, *arguments], env=env, stdout=sortie, stderr=sortie)
+        # wait4 : la mémoire maximale de ce processus-là (RUSAGE_CHILDREN mêlerait tous les enfants).
+        _, statut, usage = os.wait4(processus.pid, 0)
+        processus.returncode = os.waitstatus_to_exitcode(statut)
+        if processus.returncode:
+            raise subprocess.CalledProcessError(processus.returncode, processus.args)
+        etapes[nom] = time.perf_counter() - debut
+        pic = max(pic, usage.ru_maxrss / 1024)
+
+    etape("factures", "factures", "importer", str(factures_jsonl))
     for canal, chemin in paiements:
-        subprocess.run([*regie, "paiements", "importer", "--canal", canal, str(chemin)], env=env, check=True)
-    total = time.perf_counter() - debut
-    debut = time.perf_counter()
-    subprocess.run([*regie, "factures", "importer", str(factures_jsonl)], env=env, check=True, capture_output=True)
+        # L'import d'un fichier de paiements rapproche ensuite tout ce qui est ouvert.
+        etape(f"paiements {canal}", "paiements", "importer", "--canal", canal, str(chemin))
+    etape("seconde passe factures", "factures", "importer", str(factures_jsonl), silencieux=True)
     for canal, chemin in paiements:
-        subprocess.run([*regie, "paiements", "importer", "--canal", canal, str(chemin)], env=env, check=True,
-                       capture_output=True)
-    subprocess.run([*regie, "rapprocher"], env=env, check=True, capture_output=True)
-    seconde = time.perf_counter() - debut
-    pic = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"factures_s": t_factures, "total_s": total, "seconde_s": seconde, "pic_mo": pic}
+        etape(f"seconde passe {canal}", "paiements", "importer", "--canal", canal, str(chemin), silencieux=True)
+    etape("seconde passe rapprocher", "rapprocher", silencieux=True)
+    etapes["pic_mo"] = pic
+    return etapes
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--nombre", type=int, default=1_000_000)
     p.add_argument("--bases", default="sqlite,postgresql")
+    p.add_argument("--generer", metavar="DOSSIER", help=argparse.SUPPRESS)  # usage interne : les fichiers seuls
     args = p.parse_args()
+    if args.generer:
+        generer(Path(args.generer), args.nombre)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         dossier = Path(tmp)
         fjsonl = dossier / "factures.jsonl"
-        objets = list(factures(args.nombre, nb_lignes=3, dossiers=max(1, args.nombre // 3)))
-        ecrire_jsonl(fjsonl, iter(objets))
-        montants = [int(o["montant"].replace(".", "")) for o in objets]
-        numeros = [o["numero"] for o in objets]
-        del objets
-        paiements = ecrire_paiements(dossier, montants, numeros)
+        # Dans un processus à part : un processus `regie` lancé par un parent de plusieurs Go hériterait
+        # de sa mémoire maximale (le noyau la garde à l'exec) et fausserait la mesure.
+        subprocess.run([sys.executable, __file__, "--nombre", str(args.nombre), "--generer", str(dossier)],
+                       check=True)
+        paiements = [(canal, dossier / nom) for canal, nom in FICHIERS_PAIEMENTS]
         print(f"machine : {platform.node()} {platform.machine()}, {os.cpu_count()} cœurs, Python "
               f"{platform.python_version()} ; {args.nombre} factures et {args.nombre} paiements")
         for base in args.bases.split(","):
@@ -113,9 +141,14 @@ def main() -> None:
                     c.execute(text("CREATE DATABASE regie_bench_bout"))
                 url = PG.rsplit("/", 1)[0] + "/regie_bench_bout"
             r = lancer(url, dossier, fjsonl, paiements)
-            print(f"{base:10s} : import + rapprochement {r['total_s']:.1f} s (dont factures {r['factures_s']:.1f} s) ; "
-                  f"seconde passe {r['seconde_s']:.1f} s ; mémoire max {r['pic_mo']:.0f} Mo")
-
+            pic = r.pop("pic_mo")
+            premiere = sum(v for k, v in r.items() if not k.startswith("seconde"))
+            seconde = sum(v for k, v in r.items() if k.startswith("seconde"))
+            print(f"{base:10s} : import + rapprochement {premiere:.1f} s (dont factures {r['factures']:.1f} s, "
+                  f"paiements et rapprochement {premiere - r['factures']:.1f} s) ; seconde passe {seconde:.1f} s ; "
+                  f"mémoire max {pic:.0f} Mo")
+            for nom, duree in r.items():
+                print(f"    {nom:28s} {duree:7.1f} s")
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ sérialise déjà les écrivains) entoure chaque lot, relu sous le verrou.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
@@ -20,6 +21,7 @@ import structlog
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 
 from rapprochement import regles
+from rapprochement.ecritures import mettre_a_jour, sans_ramasse_miettes
 from rapprochement.regles import (
     CODES_REESSAYES,
     Decision,
@@ -114,14 +116,15 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
     with app.moteur.connect() as conn:
         a_voir = list(ids) if ids is not None else _ouverts(conn)
     progression = Progression("rapprochement", "paiements")
-    for debut in range(0, len(a_voir), taille_lot):
-        with app.moteur.begin() as conn:
-            verrouiller(conn)
-            lot = _Lot(conn, bilan)
-            lot.traiter(a_voir[debut:debut + taille_lot])
-            lot.ecrire()
-        progression.avancer(len(a_voir[debut:debut + taille_lot]))
-        points_de_crash.point("rapprochement_lot")
+    with sans_ramasse_miettes():
+        for debut in range(0, len(a_voir), taille_lot):
+            with app.moteur.begin() as conn:
+                verrouiller(conn)
+                lot = _Lot(conn, bilan)
+                lot.traiter(a_voir[debut:debut + taille_lot])
+                lot.ecrire()
+            progression.avancer(len(a_voir[debut:debut + taille_lot]))
+            points_de_crash.point("rapprochement_lot")
     progression.terminer()
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
              anomalies=bilan.anomalies)
@@ -132,16 +135,24 @@ def _sans_accents(texte: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", texte) if not unicodedata.combining(c)).upper()
 
 
+@functools.lru_cache(maxsize=65536)
+def _jetons(texte: str) -> frozenset[str]:
+    """Les mots d'un nom, sans accents, en capitales (les noms se répètent d'un chèque à l'autre)."""
+    return frozenset(re.findall(r"[A-Z]+", _sans_accents(texte)))
+
+
 _COLONNES_PROCHES = (Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero, Facture.regie_code,
                      Facture.statut, Facture.montant, Facture.paye, Facture.avoirs, Facture.echeance, Facture.nom)
-# Construites une fois : par l'index (statut, montant), les factures encore entières puis les entamées.
+# Construites une fois : par l'index (statut, montant), les factures encore entières…
 _PROCHES_ENTIERES = (select(*_COLONNES_PROCHES).join(Dossier, Dossier.id == Facture.dossier_id)
                      .where(Facture.statut == "emise", Facture.montant == bindparam("m"), Facture.avoirs == 0)
                      .limit(5))
+# Les entamées par l'index du reste ; l'ordre (montant, id) est celui où l'index (statut, montant)
+# les rendait sous SQLite, désormais écrit : le même choix, et sous PostgreSQL aussi.
 _PROCHES_ENTAMEES = (select(*_COLONNES_PROCHES).join(Dossier, Dossier.id == Facture.dossier_id)
-                     .where(Facture.statut == "partiellement_payee", Facture.montant > bindparam("m"),
-                            Facture.montant - Facture.paye - Facture.avoirs == bindparam("m"))
-                     .limit(5))
+                     .where(Facture.reste_du == bindparam("m"), Facture.statut == "partiellement_payee",
+                            Facture.montant > bindparam("m"))
+                     .order_by(Facture.montant, Facture.id).limit(5))
 
 
 class _Lot:
@@ -166,6 +177,8 @@ class _Lot:
         self.index_ligne: dict[int, LigneEtat] = {}
         self.suggerer = True
         self.reevaluees: list[int] = []
+        # Montant → factures ouvertes de ce reste (id, mots du nom, mots du prénom), lues au début du lot.
+        self.candidates_famille: dict[int, list[tuple[int, frozenset[str], frozenset[str]]]] = {}
 
     # --- Chargement ---------------------------------------------------------------------------
 
@@ -239,6 +252,7 @@ class _Lot:
             vues.append((PaiementVue(pid, canal, ref, montant, recu_le, ref_fac, details.get("remise"),
                                      dict(details)), statut, anomalie))
         self._precharger([v for v, _, _ in vues])
+        self._precharger_familles([v for v, _, _ in vues])
         for vue, statut, anomalie in vues:
             self.bilan.examines += 1
             self.suggerer = statut != "en_anomalie"
@@ -316,19 +330,43 @@ class _Lot:
         ids = self.par_refdet.get(refdet or "", [])
         return self.factures[ids[0]] if len(ids) == 1 else None
 
+    def _precharger_familles(self, vues: list[PaiementVue]) -> None:
+        """Les candidates de `_famille_du_tireur` pour tout le lot, en une lecture par paquet de montants.
+
+        La base ne change pas avant `ecrire` : lire au début du lot voit exactement ce que verrait
+        une requête par chèque. L'ordre (échéance, numéro) et la limite de 200 sont ceux de la base.
+        """
+        cheques = [v for v in vues if v.canal == "cheque" and self.par_numero.get(v.reference_facture or "") is None
+                   and _jetons(str(v.details.get("tireur") or ""))]
+        montants = sorted({v.montant for v in cheques})
+        for i in range(0, len(montants), 900):
+            # Par l'index du reste ; le statut est filtré ici pour que le plan ne passe pas par lui.
+            req = (select(Facture.reste_du, Facture.id, Facture.statut, Facture.nom, Facture.prenom)
+                   .where(Facture.reste_du.in_(montants[i:i + 900])).order_by(Facture.echeance, Facture.numero))
+            for m, fid, statut, nom, prenom in self.conn.execute(req):
+                if statut not in ("emise", "partiellement_payee"):
+                    continue
+                candidates = self.candidates_famille.setdefault(m, [])
+                if len(candidates) < 200:
+                    candidates.append((fid, _jetons(nom), _jetons(prenom)))
+        # Les factures retenues pour tout le lot, chargées d'un coup plutôt que chèque par chèque.
+        retenues = sorted({fid for v in cheques for fid in self._retenues(v) if fid not in self.factures})
+        for i in range(0, len(retenues), 900):
+            self._charger_factures(Facture.id.in_(retenues[i:i + 900]))
+
+    def _retenues(self, p: PaiementVue) -> list[int]:
+        jetons = _jetons(str(p.details.get("tireur") or ""))
+        return [fid for fid, nom, prenom in self.candidates_famille.get(p.montant, ())
+                if nom <= jetons and prenom <= jetons]
+
     def _famille_du_tireur(self, p: PaiementVue) -> list[FactureEtat]:
         """Factures ouvertes d'exactement ce montant dont le payeur porte le nom et le prénom du tireur."""
-        jetons = set(re.findall(r"[A-Z]+", _sans_accents(str(p.details.get("tireur") or ""))))
-        if not jetons:
+        if not _jetons(str(p.details.get("tireur") or "")):
             return []
-        reste = Facture.montant - Facture.paye - Facture.avoirs
-        lignes = self.conn.execute(select(Facture.id, Facture.nom, Facture.prenom).where(
-            reste == p.montant, Facture.statut.in_(("emise", "partiellement_payee")))
-            .order_by(Facture.echeance, Facture.numero).limit(200)).all()
-        retenues = [fid for fid, nom, prenom in lignes
-                    if set(re.findall(r"[A-Z]+", _sans_accents(nom))) <= jetons
-                    and set(re.findall(r"[A-Z]+", _sans_accents(prenom))) <= jetons]
-        self._charger_factures(Facture.id.in_(retenues))
+        retenues = self._retenues(p)
+        a_charger = [fid for fid in retenues if fid not in self.factures]
+        if a_charger:
+            self._charger_factures(Facture.id.in_(a_charger))
         return [self.factures[i] for i in retenues]
 
     def _panier(self, id_op: str) -> list[tuple[FactureEtat, int]]:
@@ -443,24 +481,17 @@ class _Lot:
                               resolution="rapprochement_automatique"))
         inserer(c, table_de(Affectation), self.affectations)
         inserer(c, table_de(MouvementCompte), self.mouvements)
-        if self.anomalies:
-            c.execute(table_de(Anomalie).insert(), self.anomalies)
-        if self.lignes_modifiees:
-            c.execute(update(table_de(LigneFacture)).where(table_de(LigneFacture).c.id == bindparam("l_id"))
-                      .values(paye=bindparam("l_paye")),
-                      [{"l_id": i, "l_paye": self.index_ligne[i].paye} for i in sorted(self.lignes_modifiees)])
-        if self.factures_modifiees:
-            t = table_de(Facture)
-            c.execute(update(t).where(t.c.id == bindparam("f_id")).values(
-                paye=bindparam("f_paye"), statut=bindparam("f_statut")),
-                [{"f_id": i, "f_paye": self.factures[i].paye, "f_statut": self.factures[i].statut}
-                 for i in sorted(self.factures_modifiees)])
-        if self.paiements:
-            t = table_de(Paiement)
-            c.execute(update(t).where(t.c.id == bindparam("p_id")).values(
-                affecte=t.c.affecte + bindparam("p_affecte"), statut=bindparam("p_statut"),
-                anomalie=bindparam("p_anomalie"), dossier_id=func.coalesce(bindparam("p_dossier"), t.c.dossier_id),
-                confirme_paiement_id=bindparam("confirme_paiement_id"), version=t.c.version + 1), self.paiements)
+        inserer(c, table_de(Anomalie), self.anomalies)
+        mettre_a_jour(c, "ligne_facture", ["paye = {}"], "id",
+                      [(self.index_ligne[i].paye, i) for i in sorted(self.lignes_modifiees)], ("bigint", "bigint"))
+        mettre_a_jour(c, "facture", ["paye = {}", "statut = {}"], "id",
+                      [(self.factures[i].paye, self.factures[i].statut, i) for i in sorted(self.factures_modifiees)],
+                      ("bigint", "text", "bigint"))
+        mettre_a_jour(c, "paiement", ["affecte = affecte + {}", "statut = {}", "anomalie = {}",
+                                      "dossier_id = coalesce({}, dossier_id)", "confirme_paiement_id = {}",
+                                      "version = version + 1"], "id",
+                      [(m["p_affecte"], m["p_statut"], m["p_anomalie"], m["p_dossier"], m["confirme_paiement_id"],
+                        m["p_id"]) for m in self.paiements], ("bigint", "text", "text", "bigint", "bigint", "bigint"))
         if self.remises:
             t = table_de(Remise)
             c.execute(update(t).where(t.c.id == bindparam("r_id")).values(

@@ -8,15 +8,19 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 from sqlalchemy import select, update
 
 from connecteurs.payfip.simulateur import Scenario, SimulateurPayfip
+from regie.api import lectures
 from regie.api.app import creer_app
+from regie.api.rapide import StatutRapide
+from regie.api.schemas import FactureDetail
 from regie.api.securite import creer_cle, empreinte_cle, lister_cles, revoquer_cle
 from regie.application import Application
 from regie.registre.modeles import CleApi, Facture
 from regie.services.factures import pousser_objets
-from regie.services.payfip import PasserellePayfip, consulter_operations_en_attente
+from regie.services.payfip import PasserellePayfip, aujourd_hui_paris, consulter_operations_en_attente
 from tests.test_payfip_parcours import facture_json, trois_factures
 
 pytest_plugins: list[str] = []
@@ -192,6 +196,103 @@ def test_le_compte_famille_donne_les_mouvements_dans_l_ordre_avec_les_soldes(app
         ("facture", "17.50", "94.50", "0.00", "94.50"),
         ("avoir", "20.00", "77.00", "2.50", "74.50")]
     assert (c["du"], c["credit"], c["tresor"], c["solde"]) == ("77.00", "2.50", "0.00", "74.50")
+
+
+# --- Page de statut d'une facture : le chemin court (regie/api/rapide.py) -------------------------
+
+
+def _portee(chemin: str, *en_tetes: tuple[bytes, bytes], methode: str = "GET") -> dict[str, Any]:
+    return {"type": "http", "method": methode, "path": chemin, "root_path": "", "headers": list(en_tetes)}
+
+
+def _facture_payee_avec_avoir(app: Application, client: TestClient, simulateur: SimulateurPayfip,
+                              passerelle: PasserellePayfip) -> str:
+    """F2611-0000002 : payée par PayFiP (un instant), un avoir au motif non ASCII ; rend l'idOp."""
+    trois_factures(app)
+    pousser_objets(app, [{"type": "avoir", "numero": "A2611-0000009", "facture": "F2611-0000002",
+                          "emise_le": datetime.now(UTC).date().isoformat(), "montant": "5.00",
+                          "motif": 'Absence « Léo » "malade" \\ 😀'}])
+    simulateur.prevoir_suivant(Scenario(notification_perdue=True))
+    id_op: str = client.post("/api/v1/paiements/payfip", json={
+        "dossier": "D000001", "factures": [{"numero": "F2611-0000002", "montant": "30.00"}]}).json()["id_op"]
+    simulateur.payer(id_op)
+    consulter_operations_en_attente(app, passerelle)
+    return id_op
+
+
+def test_le_chemin_court_rend_les_octets_et_en_tetes_de_la_route_fastapi_et_du_modele(
+        app: Application, client: TestClient, anonyme: TestClient, cle: str, simulateur: SimulateurPayfip,
+        passerelle: PasserellePayfip) -> None:
+    _facture_payee_avec_avoir(app, client, simulateur, passerelle)
+    intermediaire = StatutRapide(creer_app(app), app)
+    for numero in ("F2611-0000001", "F2611-0000002", "F2611-0000003"):
+        chemin = f"/api/v1/factures/{numero}"
+        assert intermediaire.repondre(_portee(chemin, (b"x-api-key", cle.encode()))) is not None
+        assert intermediaire.repondre(_portee(chemin, (b"authorization", f"Bearer {cle}".encode()))) is None
+        court = client.get(chemin)  # X-Api-Key : servie par StatutRapide
+        route = anonyme.get(chemin, headers={"Authorization": f"Bearer {cle}"})  # servie par la route FastAPI
+        assert court.status_code == route.status_code == 200
+        assert court.content == route.content
+        assert court.headers.multi_items() == route.headers.multi_items()
+        assert court.headers["content-type"] == anonyme.get(  # celui d'une route à modèle de réponse
+            "/api/v1/dossiers/D000001/factures", headers={"X-Api-Key": cle}).headers["content-type"]
+        # Ce que FastAPI écrivait avec response_model=FactureDetail : validation puis sérialisation pydantic.
+        modele = TypeAdapter(FactureDetail)
+        attendu = modele.dump_json(modele.validate_python(lectures.facture(app, numero, aujourd_hui_paris())))
+        assert court.content == attendu
+    detail = client.get("/api/v1/factures/F2611-0000002").json()
+    assert detail["avoirs_emis"][0]["motif"] == 'Absence « Léo » "malade" \\ 😀'
+    assert detail["paiements"][0]["recu_le"].endswith("Z")
+
+
+@pytest.mark.parametrize(("chemin", "en_tetes", "statut", "code"), [
+    ("/api/v1/factures/F2611-0000001", {}, 401, "CLE_MANQUANTE"),
+    ("/api/v1/factures/F2611-0000001", {"X-Api-Key": ""}, 401, "CLE_MANQUANTE"),
+    ("/api/v1/factures/F2611-0000001", {"X-Api-Key": "rgk_" + "A" * 43}, 401, "CLE_INVALIDE"),
+    ("/api/v1/factures/F2611-0000001", {"X-Api-Key": "n-importe-quoi"}, 401, "CLE_INVALIDE"),
+    ("/api/v1/factures/F9999", {"X-Api-Key": "{cle}"}, 404, "FACTURE_INCONNUE"),
+    ("/api/v1/factures/" + "F" * 31, {"X-Api-Key": "{cle}"}, 422, "REQUETE_INVALIDE"),
+    ("/api/v1/factures/F2611-0000001/", {"X-Api-Key": "{cle}"}, 404, "ROUTE_INCONNUE"),
+    ("/api/v1/factures/F2611-0000001/paiements", {"X-Api-Key": "{cle}"}, 404, "ROUTE_INCONNUE"),
+])
+def test_le_chemin_court_laisse_fastapi_repondre_a_tout_autre_cas(
+        app: Application, anonyme: TestClient, cle: str, chemin: str, en_tetes: dict[str, str], statut: int,
+        code: str) -> None:
+    trois_factures(app)
+    en_tetes = {k: v.replace("{cle}", cle) for k, v in en_tetes.items()}
+    portee = _portee(chemin, *((k.lower().encode(), v.encode()) for k, v in en_tetes.items()))
+    assert StatutRapide(creer_app(app), app).repondre(portee) is None
+    r = anonyme.get(chemin, headers=en_tetes, follow_redirects=False)
+    if statut == 404 and code == "ROUTE_INCONNUE" and r.status_code in (301, 307, 308):
+        return  # redirection de la barre finale par Starlette : inchangée, hors du chemin court
+    erreur(r, statut, code)
+
+
+def test_le_chemin_court_refuse_une_cle_revoquee_et_les_autres_methodes_passent_a_fastapi(
+        app: Application, anonyme: TestClient, cle: str) -> None:
+    trois_factures(app)
+    chemin = "/api/v1/factures/F2611-0000001"
+    assert anonyme.get(chemin, headers={"X-Api-Key": cle}).status_code == 200
+    assert revoquer_cle(app, cle[4:16])
+    erreur(anonyme.get(chemin, headers={"X-Api-Key": cle}), 401, "CLE_INVALIDE")
+    autre = creer_cle(app, "autre").cle
+    erreur(anonyme.post(chemin, headers={"X-Api-Key": autre}), 405, "METHODE_NON_PERMISE")
+    assert anonyme.get(chemin, headers={"X-Api-Key": f"  {autre} "}).json()["numero"] == "F2611-0000001"
+
+
+def test_une_erreur_de_la_base_sur_le_chemin_court_repond_500_erreur_interne(
+        app: Application, cle: str, passerelle: PasserellePayfip) -> None:
+    trois_factures(app)
+    with TestClient(creer_app(app, passerelle), headers={"X-Api-Key": cle},
+                    raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/factures/F2611-0000001").status_code == 200  # clé en cache
+        with app.moteur.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE facture RENAME TO facture_cachee")
+        try:
+            erreur(client.get("/api/v1/factures/F2611-0000001"), 500, "ERREUR_INTERNE")
+        finally:
+            with app.moteur.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE facture_cachee RENAME TO facture")
 
 
 # --- Factures poussées ------------------------------------------------------------------------

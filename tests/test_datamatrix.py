@@ -394,3 +394,46 @@ def test_la_commande_decoder_dit_quelle_cle_est_fausse(capsys):
     assert re.search(r"clé 2 \(90-91\)\s+FAUX", sortie)
     assert re.search(r"clé 1 \(117-118\)\s+pas d'erreur relevée", sortie)
     assert "numéro de dette (94-108)     123" in sortie
+
+
+# --- contrôle en bloc (relevés) ------------------------------------------------------------------
+
+def charges_construites() -> st.SearchStrategy[str]:
+    return st.builds(
+        lambda etab, annee, mois, produit, dette, codique, montant: charge_utile(
+            code_etablissement=etab, periode=f"{annee}-{mois:02d}", code_produit=produit, numero_dette=dette,
+            codique=codique, montant_centimes=montant),
+        st.from_regex(r"[0-9]{3}", fullmatch=True), st.integers(2000, 2099), st.integers(1, 12),
+        st.from_regex(r"[0-9]{3}", fullmatch=True), st.integers(1, 10**15 - 1),
+        st.from_regex(r"[0-9]{6}", fullmatch=True), st.integers(1, 99_999_999))
+
+
+def abimee(p: str, position: int, caractere: str) -> str:
+    return p[:position] + caractere + p[position + 1:]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(charges_construites(), st.integers(0, 129), st.sampled_from("0123456789 A\"~"),
+                          st.booleans()), min_size=1, max_size=40))
+def test_le_controle_en_bloc_dit_de_chaque_charge_utile_ce_que_dit_decoder(cas):
+    charges = [abimee(p, position, c) if abimer else p for p, position, c, abimer in cas]
+    valides, dettes, montants = dm.controler_en_bloc(charges)
+    for p, valide, dette, montant in zip(charges, valides, dettes, montants, strict=True):
+        d = decoder(p)
+        assert valide == d.valide, (p, d.resume_erreurs())
+        if valide:
+            assert (dette, montant) == (d.numero_dette, d.montant_centimes)
+
+
+def test_le_controle_en_bloc_voit_chaque_chiffre_change_comme_decoder():
+    # Tout le vecteur, chaque chiffre des positions 65-130 remplacé par chacun des autres (et par une espace).
+    charges = [abimee(VECTEUR, i, c) for i in range(64, 130) for c in CHIFFRES + " " if c != VECTEUR[i]]
+    valides, _, _ = dm.controler_en_bloc(charges)
+    assert valides == [decoder(p).valide for p in charges]
+    assert dm.controler_en_bloc([VECTEUR]) == ([True], [123], [4200])
+
+
+def test_le_controle_en_bloc_refuse_ce_qui_n_a_pas_130_caracteres_ascii():
+    for charges in ([], [VECTEUR[:-1]], [VECTEUR[:-1] + "é"], [VECTEUR, VECTEUR + " "]):
+        with pytest.raises(ValueError):
+            dm.controler_en_bloc(charges)

@@ -147,6 +147,47 @@ def test_un_cheque_sans_facture_va_a_la_seule_facture_de_ce_montant_de_la_famill
     assert a is not None and a.regle == "cheque_tireur_montant"
 
 
+def test_les_cheques_sans_facture_d_un_meme_lot_trouvent_chacun_la_famille_de_leur_montant(sc: Scenario) -> None:
+    """Les candidates sont lues pour tout le lot : chaque montant garde les siennes, statut et reste à jour."""
+    durand = {**FACTURE["payeur"], "nom": "DURAND", "prenom": "PAUL"}
+    sc.factures(autre("F01-26-05-0000910", "30.00", dossier="D000910", payeur=durand),
+                autre("F01-26-05-0000911", "20.00", dossier="D000911", payeur=durand))
+    sc.cheques(("RC-6", "1", "DURAND PAUL", "10.00", "F01-26-05-0000910"))  # reste 20.00 : partiellement payée
+    sc.cheques(("RC-6", "2", "DURAND PAUL", "20.00", "F01-26-05-0000911"))  # soldée : plus candidate
+    sc.cheques(("RC-7", "3", "MARTIN CLAIRE", "77.00", ""), ("RC-7", "4", "M. DURAND PAUL", "20.00", ""),
+               ("RC-7", "5", "BERNARD ANNE", "20.00", ""))
+    assert sc.paiement("cheque", "RC-7/3")["affectations"] == [{"facture": F, "montant": "77.00"}]
+    assert sc.paiement("cheque", "RC-7/4")["affectations"] == [{"facture": "F01-26-05-0000910", "montant": "20.00"}]
+    assert sc.paiement("cheque", "RC-7/5")["anomalie"] == "REFERENCE_INCONNUE"
+    assert sc.facture("F01-26-05-0000910")["statut"] == "payee"
+
+
+def test_au_dela_de_200_factures_du_meme_reste_la_famille_n_est_cherchee_que_parmi_les_200_premieres(
+        sc: Scenario) -> None:
+    """La limite de la recherche (échéance, puis numéro) est celle d'avant la lecture par lot."""
+    dupont = {**FACTURE["payeur"], "nom": "DUPONT", "prenom": "LUC"}
+    sc.factures(*[autre(f"F01-26-05-{1000 + i:07d}", "13.00", dossier=f"D00{1000 + i}") for i in range(200)],
+                autre("F01-26-05-0009999", "13.00", dossier="D009999", payeur=dupont),
+                autre("F01-26-05-0000999", "14.00", dossier="D000999", payeur=dupont))
+    sc.cheques(("RC-8", "1", "DUPONT LUC", "13.00", ""), ("RC-8", "2", "DUPONT LUC", "14.00", ""))
+    assert sc.paiement("cheque", "RC-8/1")["anomalie"] == "REFERENCE_INCONNUE"
+    assert sc.paiement("cheque", "RC-8/2")["affectations"] == [{"facture": "F01-26-05-0000999", "montant": "14.00"}]
+
+
+def test_les_factures_entamees_suggerees_sont_les_cinq_de_plus_petit_montant_dont_le_reste_egale_le_paiement(
+        sc: Scenario) -> None:
+    """Les entamées : celles de plus petit montant (puis de plus petit id), comme l'index les rendait sous SQLite."""
+    numeros = [f"F01-26-05-00011{i:02d}" for i in range(7)]
+    sc.factures(*[autre(n, f"{80 - 10 * i}.00", dossier=f"D0011{i:02d}") for i, n in enumerate(numeros)])
+    sc.cheques(*[("RC-9", str(i), "DUPONT LUC", f"{70 - 10 * i}.00", n) for i, n in enumerate(numeros)])
+    assert {sc.facture(n)["reste"] for n in numeros} == {"10.00"}
+    sc.cheques(("RC-10", "1", "BERNARD ANNE", "10.00", "F01-26-05-9999999"))
+    a = anomalie(sc, "cheque", "RC-10/1")
+    assert a.code == "REFERENCE_INCONNUE"
+    assert [x["facture"] for x in a.suggestions] == sorted(numeros[2:])
+    assert {(x["statut"], x["reste"]) for x in a.suggestions} == {("partiellement_payee", "10.00")}
+
+
 def test_un_cheque_sans_facture_avec_deux_factures_possibles_est_propose_pas_applique(sc: Scenario) -> None:
     sc.factures(facture("F01-26-05-0000901"))
     sc.cheques(("RC-4", "78", "MARTIN CLAIRE", "77.00", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -276,3 +277,89 @@ def test_lire_releve_ne_laisse_echapper_que_fichier_refuse(contenu):
             assert isinstance(p.details["datamatrix_valide"], bool)
     except FichierRefuse as exc:
         assert exc.erreurs and all(e.fichier == "fuzz.csv" for e in exc.erreurs)
+
+
+# --- lecture en flux, par blocs, et contrôle en bloc ------------------------------------------------
+
+def releve_de(n: int, fin: str = "\r\n", invalides: int = 7) -> bytes:
+    """n lignes canoniques (une sur `invalides` avec un datamatrix faux), mois variés (code période « 1 » compris)."""
+    lignes = []
+    for i in range(n):
+        charge = charge_utile(code_etablissement="019", periode=f"2026-{1 + i % 12:02d}", code_produit="043",
+                              numero_dette=1 + i * 7919, codique="094012", montant_centimes=1 + i * 37)
+        if i % invalides == invalides - 1:
+            charge = charge[:-1] + ("1" if charge[-1] != "1" else "2")
+        lignes.append(ligne(transaction=f"PP-{i}", date_heure=f"2026-05-{1 + i % 28:02d}T10:00:00+02:00",
+                            datamatrix=charge, montant=f"{1 + i % 400}.{i % 100:02d}", mode=MODES[i % 2],
+                            point_de_vente=f"TAB-{i % 5}"))
+    return fichier(*lignes, fin=fin)
+
+
+MODES = ("ESPECES", "CARTE")
+
+
+@pytest.mark.parametrize("taille_bloc", [1, 7, 200, 1000, 1 << 20])
+@pytest.mark.parametrize("fin", ["\r\n", "\n", "\r"])
+def test_la_lecture_par_blocs_donne_ce_que_donne_le_chemin_de_reference(taille_bloc, fin):
+    contenu = releve_de(60, fin=fin)
+    par_blocs = list(releve.lire_releve_flux(io.BytesIO(contenu), "r.csv", taille_bloc=taille_bloc))
+    _, reference = lire_les_deux(contenu)
+    assert reference == (par_blocs, None)
+    assert len(par_blocs) == 60 and sum(not p.details["datamatrix_valide"] for p in par_blocs) == 8
+
+
+def test_un_fichier_ouvert_est_lu_en_flux(tmp_path):
+    chemin = tmp_path / "releve.csv"
+    chemin.write_bytes(releve_de(30))
+    with chemin.open("rb") as flux:
+        lus = list(releve.lire_releve_flux(flux, "releve.csv", taille_bloc=500))
+    assert [p.reference for p in lus] == [f"PP-{i}" for i in range(30)]
+    assert lus == lire(releve_de(30))
+
+
+@pytest.mark.parametrize("taille_bloc", [300, 1 << 20])
+def test_un_doublon_d_un_bloc_a_l_autre_est_refuse_avec_la_ligne_de_la_premiere(taille_bloc):
+    contenu = releve_de(40) + (ligne(transaction="PP-3") + "\r\n").encode()
+    with pytest.raises(FichierRefuse) as exc:
+        list(releve.lire_releve_flux(io.BytesIO(contenu), "r.csv", taille_bloc=taille_bloc))
+    assert [str(e) for e in exc.value.erreurs] == ["r.csv:42: transaction: « PP-3 » figure déjà ligne 5"]
+
+
+@pytest.mark.parametrize("taille_bloc", [250, 1 << 20])
+def test_une_ligne_fautive_apres_plusieurs_blocs_refuse_le_fichier_et_rien_n_est_donne_apres(taille_bloc):
+    contenu = releve_de(30) + (ligne(transaction="PP-X", montant="1,00") + "\r\n").encode() + \
+        (ligne(transaction="PP-Y") + "\r\n").encode()
+    lus = []
+    with pytest.raises(FichierRefuse) as exc:
+        for p in releve.lire_releve_flux(io.BytesIO(contenu), "r.csv", taille_bloc=taille_bloc):
+            lus.append(p.reference)
+    assert [e.ligne for e in exc.value.erreurs] == [32]
+    assert lus == [f"PP-{i}" for i in range(30)]
+
+
+def test_un_paiement_du_chemin_rapide_est_celui_que_pydantic_validerait():
+    for p in lire(releve_de(24)):
+        assert p == PaiementRecu.model_validate(p.model_dump(exclude_unset=True))
+        assert p.model_fields_set == PaiementRecu.model_validate(p.model_dump(exclude_unset=True)).model_fields_set
+        assert p.model_dump_json() == PaiementRecu.model_validate_json(p.model_dump_json()).model_dump_json()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(lignes_presque_canoniques(), st.sampled_from(["", " ", LIGNE])), min_size=1, max_size=12),
+       st.integers(1, 400), st.sampled_from(["\r\n", "\n", "\r"]))
+def test_les_blocs_ne_changent_rien_au_resultat(lignes, taille_bloc, fin):
+    # Transactions uniques : sinon presque tout s'arrête au premier doublon.
+    lignes = [x.replace("PP-1;", f"PP-{i}-1;", 1) for i, x in enumerate(lignes)]
+    contenu = fichier(*lignes, fin=fin)
+
+    def par_blocs() -> tuple[list[PaiementRecu], list[str] | None]:
+        lus: list[PaiementRecu] = []
+        try:
+            for p in releve.lire_releve_flux(io.BytesIO(contenu), "r.csv", taille_bloc=taille_bloc):
+                lus.append(p)
+        except FichierRefuse as exc:
+            return lus, [str(e) for e in exc.erreurs]
+        return lus, None
+
+    rapide, reference = lire_les_deux(contenu)
+    assert par_blocs() == rapide == reference

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from operator import mul
+from itertools import repeat
+from operator import add, attrgetter, eq, itemgetter, mod, mul, sub
 from typing import Literal, NamedTuple
 
 LONGUEUR = 130
@@ -77,7 +78,7 @@ def somme_ponderee(chiffres: str, premier: int) -> int:
 
 def _somme_rapide(poids: tuple[int, ...]) -> Callable[[str], int]:
     """`somme_ponderee(s, 1)` pour des chaînes de chiffres ASCII de longueur len(poids), calculée en C
-    (map, mul, sum sur les octets) : c'est le chemin chaud des relevés ; les tests la comparent à la définition."""
+    (map, mul, sum sur les octets) ; les tests la comparent à la définition."""
     zero = _ZERO * sum(poids)
 
     def somme(chiffres: str) -> int:
@@ -87,20 +88,24 @@ def _somme_rapide(poids: tuple[int, ...]) -> Callable[[str], int]:
     return somme
 
 
-def _tables_s2() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Sommes pondérées de 0000 à 9999 avec les poids 1-4 puis 5-8 : la clé 1 d'un montant m est
-    alors (S1 + faible[m % 10000] + fort[m // 10000]) mod 100, sans repasser par ses chiffres."""
-    faible, chiffres = [0] * 10000, [0] * 10000  # somme pondérée (poids 1, 2, ...) et somme simple
+def _sommes_0000_9999() -> tuple[list[int], list[int]]:
+    """Pour i de 0000 à 9999 : somme pondérée de ses 4 chiffres (poids 1 à 4) et somme simple."""
+    faible, chiffres = [0] * 10000, [0] * 10000
     for i in range(1, 10000):
         # décaler d'un chiffre vers la gauche ajoute 1 à chaque poids, donc la somme des chiffres
         faible[i] = faible[i // 10] + chiffres[i // 10] + i % 10
         chiffres[i] = chiffres[i // 10] + i % 10
+    return faible, chiffres
+
+
+def _tables_s2() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Sommes pondérées de 0000 à 9999 avec les poids 1-4 puis 5-8 : la clé 1 d'un montant m est
+    alors (S1 + faible[m % 10000] + fort[m // 10000]) mod 100, sans repasser par ses chiffres."""
+    faible, chiffres = _sommes_0000_9999()
     return tuple(faible), tuple(f + 4 * c for f, c in zip(faible, chiffres, strict=True))
 
 
 _S2_FAIBLE, _S2_FORT = _tables_s2()
-_POIDS_CLE2 = tuple(range(25, 0, -1))
-_ZERO_CLE2 = _ZERO * sum(_POIDS_CLE2)
 _SOMME_CLE3 = _somme_rapide(tuple(range(10, 0, -1)))  # positions 77-86
 _SOMME_CLE2 = _somme_rapide(tuple(range(25, 0, -1)))  # positions 92-116
 _SOMME_S2 = _somme_rapide(tuple(range(8, 0, -1)))  # positions 123-130
@@ -110,11 +115,102 @@ _CLE5 = tuple(str(11 - r)[-1] for r in range(11))  # r = 0 et r = 10 donnent tou
 _MOIS_DU_CODE: dict[str, tuple[str, ...]] = {c: (c,) for c in "23456789"} | {"1": ("1", "10", "11", "12")}
 
 # La forme d'une charge utile bien formée, caractères fixes et clé 3 compris : le chemin rapide de
-# `decoder`. Tout écart passe par le chemin détaillé, qui dit quelle partie est fausse.
-_FORME = re.compile(
-    r"(?s:.{40}) {24}([0-9]{3})([1-9])([0-9]{3})00([0-9]{2})([0-9])" + CODE_EMETTEUR + "0001" + _CLE3 + " "
-    r"([0-9]{2})(0[1-9]|1[0-9]|2[0-3])([0-9]{15})([0-9]{6})49([0-9]{2})806 ( {0,7}[1-9][0-9]{0,7})"
-)
+# `decoder` et du relevé. Tout écart passe par le chemin détaillé, qui dit quelle partie est fausse.
+# Groupes : bloc 65-75, code établissement, code période, code produit, exercice, clé 5, clé 2, rang,
+# numéro de dette, codique, clé 1, montant.
+def motif_forme(donnees: str) -> str:
+    """Le motif des 130 caractères ; `donnees` : celui des positions 1-40 (non contrôlées ici)."""
+    return (donnees + r" {24}(([0-9]{3})([1-9])([0-9]{3})00([0-9]{2}))([0-9])" + CODE_EMETTEUR + "0001" + _CLE3
+            + r" ([0-9]{2})(0[1-9]|1[0-9]|2[0-3])([0-9]{15})([0-9]{6})49([0-9]{2})806 ( {0,7}[1-9][0-9]{0,7})")
+
+
+_FORME = re.compile(motif_forme(r"(?s:.{40})"))
+
+
+def _tables_cle2() -> tuple[bytes, bytes, bytes]:
+    """Clé 2 sans repasser par les chiffres : le numéro de dette (positions 94-108, poids 9 à 23) se
+    coupe en trois tranches de 5 chiffres (poids 9-13, 14-18, 19-23) ; pour chacune, la somme pondérée
+    mod 100 de 00000 à 99999 est dans une table (octets : valeurs < 100)."""
+    faible, chiffres = _sommes_0000_9999()
+    tables = []
+    for k in (8, 13, 18):  # poids 1..5 décalés de k : somme pondérée + k × somme des chiffres
+        bas = bytes((f + k * c) % 100 for f, c in zip(faible, chiffres, strict=True))
+        # 5e chiffre a (poids 5 + k) : la même rangée décalée de (5 + k) × a, mod 100 (translate, en C)
+        tables.append(b"".join(bas.translate(bytes((x + (5 + k) * a) % 100 for x in range(256)))
+                               for a in range(10)))
+    return tables[0], tables[1], tables[2]
+
+
+_CLE2_DETTE_BAS, _CLE2_DETTE_MILIEU, _CLE2_DETTE_HAUT = _tables_cle2()
+# Rang (positions 92-93, poids 25 et 24) et « 49 » (positions 115-116, poids 2 et 1) : par valeur du rang.
+_CLE2_RANG = tuple(25 * (r // 10) + 24 * (r % 10) + 2 * 4 + 9 for r in range(24))
+_CLE2_CODIQUES: dict[str, int] = {}  # codique → sa part de la clé 2 (poids 3 à 8) : quelques postes par fichier
+
+
+class _Entete(NamedTuple):
+    """Ce que fixent les positions 65-75 : la clé 5 attendue et, pour chaque mois possible du code
+    période, le reste mod 23 de int(exercice + mois + « 00 ») × 10^13 (le rang s'en déduit avec les 13
+    derniers chiffres du numéro de dette). Peu de valeurs par fichier : calculé une fois chacune."""
+
+    cle5: str
+    restes: tuple[tuple[int, int], ...]  # (mois, reste)
+    restes4: tuple[int, int, int, int]  # les restes seuls, complétés à quatre en répétant le premier
+
+
+_ENTETES: dict[str, _Entete] = {}
+_ENTETE_ILLISIBLE = _Entete("", (), (-1, -1, -1, -1))  # positions 65-75 illisibles : charge utile déjà invalide
+_CACHE_MAXI = 10_000  # du bruit ne doit pas faire grossir les caches
+
+
+def _entete(bloc5: str) -> _Entete:
+    entete = _ENTETES.get(bloc5)
+    if entete is None:
+        exercice = bloc5[9:11]
+        restes = tuple((int(mo), int(exercice + mo + "00") * 10**13 % 23) for mo in _MOIS_DU_CODE[bloc5[3]])
+        r = [reste for _, reste in restes]
+        r += r[:1] * (4 - len(r))
+        entete = _Entete(_CLE5[int(bloc5) % 11], restes, (r[0], r[1], r[2], r[3]))
+        if len(_ENTETES) >= _CACHE_MAXI:
+            _ENTETES.clear()
+        _ENTETES[bloc5] = entete
+    return entete
+
+
+def _cle2_codique(codique: str) -> int:
+    part = _CLE2_CODIQUES.get(codique)
+    if part is None:
+        part = somme_ponderee(codique, 3)
+        if len(_CLE2_CODIQUES) >= _CACHE_MAXI:
+            _CLE2_CODIQUES.clear()
+        _CLE2_CODIQUES[codique] = part
+    return part
+
+
+def mois_si_cles_justes(bloc5: str, cle5: str, cle2: str, rang: int, numero: int, codique: str, cle1: str,
+                        montant: int) -> int | None:
+    """Contrôle les clés 5, 2, 1 et le rang mod 23 d'une charge utile de la forme `motif_forme` (la clé 3
+    et les caractères fixes sont dans le motif), en arithmétique entière sur des tables.
+
+    None si une clé ou le rang est faux ; sinon le mois (0 : plusieurs mois possibles, code période « 1 »).
+    """
+    entete = _ENTETES.get(bloc5) or _entete(bloc5)
+    if cle5 != entete.cle5 or not numero:
+        return None
+    haut, bas = divmod(numero, 100_000)
+    haut, milieu = divmod(haut, 100_000)
+    if int(cle2) != (_CLE2_RANG[rang] + _CLE2_DETTE_BAS[bas] + _CLE2_DETTE_MILIEU[milieu] + _CLE2_DETTE_HAUT[haut]
+                     + (_CLE2_CODIQUES.get(codique) or _cle2_codique(codique))) % 100:
+        return None
+    if int(cle1) != (_S1_806 + _S2_FAIBLE[montant % 10000] + _S2_FORT[montant // 10000]) % 100:
+        return None
+    fin = numero % 10**13
+    restes = entete.restes
+    if len(restes) == 1:
+        return restes[0][0] if (restes[0][1] + fin) % 23 + 1 == rang else None
+    mois = [mo for mo, reste in restes if (reste + fin) % 23 + 1 == rang]
+    if not mois:
+        return None
+    return mois[0] if len(mois) == 1 else 0
 
 
 def _cle5(chiffres_65_75: str) -> str:
@@ -223,25 +319,14 @@ def decoder(payload: str) -> DatamatrixDecode:
     m = _FORME.fullmatch(payload)
     if m is not None:
         # Chemin rapide (un relevé en décode des millions) : la forme est bonne, caractères fixes et
-        # clé 3 compris ; restent les clés 5, 2, 1 et le rang, calculés en ligne. Au moindre écart, le
-        # chemin détaillé reprend tout et dit quelle partie est fausse.
-        etab, periode, produit, exercice, cle5, cle2, rang_lu, dette, codique, cle1, montant_lu = m.groups()
-        montant = int(montant_lu)
-        numero = int(dette)
-        rang = int(rang_lu)
-        if (numero and cle5 == _CLE5[int(payload[64:75]) % 11]
-                and int(cle2) == (sum(map(mul, _POIDS_CLE2, payload[91:116].encode("ascii"))) - _ZERO_CLE2) % 100
-                and int(cle1) == (_S1_806 + _S2_FAIBLE[montant % 10000] + _S2_FORT[montant // 10000]) % 100):
-            if periode != "1":
-                if int(exercice + periode + "00" + dette[2:]) % 23 + 1 == rang:
-                    return DatamatrixDecode(True, (), etab, periode, int(periode), produit, exercice, numero,
-                                            codique, montant, rang, ALPHABET_CLE2[rang - 1])
-            else:
-                mois = [mo for mo in _MOIS_DU_CODE[periode] if _rang(exercice, mo, dette[2:]) == rang]
-                if mois:
-                    return DatamatrixDecode(True, (), etab, periode, int(mois[0]) if len(mois) == 1 else None,
-                                            produit, exercice, numero, codique, montant, rang,
-                                            ALPHABET_CLE2[rang - 1])
+        # clé 3 compris ; restent les clés 5, 2, 1 et le rang. Au moindre écart, le chemin détaillé
+        # reprend tout et dit quelle partie est fausse.
+        bloc5, etab, periode, produit, exercice, cle5, cle2, rang_lu, dette, codique, cle1, montant_lu = m.groups()
+        numero, rang, montant = int(dette), int(rang_lu), int(montant_lu)
+        mois = mois_si_cles_justes(bloc5, cle5, cle2, rang, numero, codique, cle1, montant)
+        if mois is not None:
+            return DatamatrixDecode(True, (), etab, periode, mois or None, produit, exercice, numero, codique,
+                                    montant, rang, ALPHABET_CLE2[rang - 1])
     return _decoder_detaille(payload)
 
 
@@ -354,3 +439,125 @@ def _decoder_detaille(payload: str) -> DatamatrixDecode:
         code_produit=produit, exercice=exercice, numero_dette=numero, codique=codique,
         montant_centimes=montant, rang=rang, lettre=ALPHABET_CLE2[rang - 1] if rang is not None else None,
     )
+
+
+# --- Contrôle en bloc (relevés) -------------------------------------------------------------------
+# Un relevé porte des milliers de charges utiles par bloc lu : on les contrôle colonne par colonne
+# (la k-ième position de toutes les charges utiles est une tranche `tout[k::130]`) et les sommes
+# pondérées se font toutes à la fois, chaque charge utile dans sa « voie » de 16 bits d'un grand
+# entier (aucune somme ne dépasse 2 925 : pas de retenue d'une voie à l'autre). Tout est fait par des
+# boucles en C (tranches, translate, int.from_bytes, map) ; le résultat est celui de `decoder(...).valide`
+# pour chaque charge utile (les tests le vérifient), et `decoder` reste celui qui dit ce qui est faux.
+
+_FIXES_EN_BLOC: tuple[tuple[int, bytes], ...] = tuple(
+    (debut + i, attendu[i].encode()) for debut, _, attendu, _ in _FIXES for i in range(len(attendu))
+) + tuple((86 + i, c.encode()) for i, c in enumerate(_CLE3))  # clé 3 : ne porte que sur des caractères fixes
+_CHIFFRES_EN_BLOC: tuple[int, ...] = (
+    *range(64, 67), 67, *range(68, 71), 73, 74, 75, 89, 90, 91, 92, *range(93, 108), *range(108, 114), 116, 117)
+_NUL = bytes(256)
+
+
+def _table_poids(poids: int) -> bytes:
+    """Octet → poids × chiffre (0 pour tout autre octet, espace compris)."""
+    table = bytearray(256)
+    for c in range(10):
+        table[_ZERO + c] = poids * c
+    return bytes(table)
+
+
+_TABLES_POIDS = tuple(_table_poids(w) for w in range(26))  # poids × 9 ≤ 225 : tient dans un octet
+_POIDS_CLE5 = tuple((74 - j, 10 ** j % 11) for j in range(11))  # positions 65-75 : int mod 11
+_POIDS_CLE2 = tuple((115 - j, j + 1) for j in range(25))  # positions 92-116
+_POIDS_FIN_DETTE = tuple((107 - j, 10 ** j % 23) for j in range(13))  # 13 derniers chiffres : int mod 23
+_POIDS_MONTANT = tuple((129 - j, j + 1) for j in range(8))  # positions 123-130 (espaces : 0)
+
+
+def _sommes_en_bloc(octets: bytes, n: int, poids: tuple[tuple[int, int], ...]) -> list[int]:
+    """Pour chacune des n charges utiles (130 octets chacune, à la suite) : Σ poids × chiffre aux positions."""
+    total = 0
+    for position, w in poids:
+        colonne = octets[position::LONGUEUR].translate(_TABLES_POIDS[w])
+        total += int.from_bytes(colonne.decode("latin-1").encode("utf-16-le"), "little")
+    return list(map(ord, total.to_bytes(2 * n, "little").decode("utf-16-le")))
+
+
+def _marquer(valides: bytearray, colonne: bytes, bons: bytes) -> None:
+    """Invalide les charges utiles dont l'octet de cette colonne n'est pas dans `bons`."""
+    for i, c in enumerate(colonne):
+        if c not in bons:
+            valides[i] = 0
+
+
+def _invalider(valides: bytearray, justes: list[bool] | list[int]) -> None:
+    """Invalide les charges utiles dont la valeur est fausse (ou nulle)."""
+    if not all(justes):
+        for i, juste in enumerate(justes):
+            if not juste:
+                valides[i] = 0
+
+
+def controler_en_bloc(charges: list[str]) -> tuple[list[bool], list[int], list[int]]:
+    """Pour des charges utiles de 130 caractères ASCII imprimables : pour chacune, si `decoder` la dit
+    valide, avec son numéro de dette et son montant dû (0 et 0 si elle ne l'est pas)."""
+    n = len(charges)
+    tout = "".join(charges)
+    if not n or len(tout) != LONGUEUR * n or min(map(len, charges)) != LONGUEUR or not tout.isascii():
+        raise ValueError("130 caractères ASCII par charge utile attendus")
+    valides = bytearray(b"\x01") * n
+    octets = tout.encode("ascii")
+    for position, attendu in _FIXES_EN_BLOC:
+        colonne = octets[position::LONGUEUR]
+        if colonne != attendu * n:
+            _marquer(valides, colonne, attendu)
+    for position in _CHIFFRES_EN_BLOC:
+        colonne = octets[position::LONGUEUR]
+        if not colonne.isdigit():
+            _marquer(valides, colonne, b"0123456789")
+    colonne = octets[67::LONGUEUR]  # code période : 1 à 9
+    if b"0" in colonne:
+        _marquer(valides, colonne, b"123456789")
+    # Montant : centimes cadrés à droite, complétés d'espaces, sans zéro de tête, pas vide.
+    montants_lus = list(map(str.lstrip, map(itemgetter(slice(122, 130)), charges)))
+    if not ("".join(montants_lus).isdigit() and all(montants_lus)
+            and "0" not in "".join(map(itemgetter(0), montants_lus))):
+        for i, m in enumerate(montants_lus):
+            if not (m.isdigit() and m[0] != "0"):
+                valides[i] = 0
+    # Clé 5, clé 2, clé 1 : la clé lue (deux chiffres : poids 10 et 1) contre la clé recalculée.
+    cles5 = "".join(map(_CLE5.__getitem__, map(mod, _sommes_en_bloc(octets, n, _POIDS_CLE5), repeat(11))))
+    lues5 = tout[75::LONGUEUR]
+    if cles5 != lues5:
+        for i, (a, b) in enumerate(zip(cles5, lues5, strict=True)):
+            if a != b:
+                valides[i] = 0
+    for calculees, lues in (
+        (map(mod, _sommes_en_bloc(octets, n, _POIDS_CLE2), repeat(100)),
+         _sommes_en_bloc(octets, n, ((89, 10), (90, 1)))),
+        (map(mod, map(add, _sommes_en_bloc(octets, n, _POIDS_MONTANT), repeat(_S1_806)), repeat(100)),
+         _sommes_en_bloc(octets, n, ((116, 10), (117, 1)))),
+    ):
+        _invalider(valides, list(map(eq, calculees, lues)))
+    # Rang mod 23 : (reste du début + 13 derniers chiffres de la dette) mod 23 + 1, pour l'un des mois
+    # possibles (quatre pour le code période « 1 » : les restes de chaque en-tête sont complétés à quatre).
+    fins = _sommes_en_bloc(octets, n, _POIDS_FIN_DETTE)
+    rangs_moins_1 = list(map(sub, _sommes_en_bloc(octets, n, ((91, 10), (92, 1))), repeat(1)))
+    blocs5 = list(map(itemgetter(slice(64, 75)), charges))
+    entetes = {b: _ENTETES.get(b) or _entete(b) for b in set(blocs5) if b.isdigit() and b[3] != "0"}
+    restes = list(map(attrgetter("restes4"), map(entetes.get, blocs5, repeat(_ENTETE_ILLISIBLE))))
+    justes = list(map(eq, map(mod, map(add, map(itemgetter(0), restes), fins), repeat(23)), rangs_moins_1))
+    if not all(justes):  # les autres mois possibles du code période « 1 »
+        for i, juste in enumerate(justes):
+            if not juste:
+                _, r1, r2, r3 = restes[i]
+                fin, rang = fins[i], rangs_moins_1[i]
+                justes[i] = (r1 + fin) % 23 == rang or (r2 + fin) % 23 == rang or (r3 + fin) % 23 == rang
+    _invalider(valides, justes)
+    try:
+        dettes = list(map(int, map(itemgetter(slice(93, 108)), charges)))
+        montants = list(map(int, montants_lus))
+    except ValueError:  # des chiffres illisibles : seulement dans une charge utile déjà invalide
+        dettes = [int(c[93:108]) if v else 0 for c, v in zip(charges, valides, strict=True)]
+        montants = [int(m) if v else 0 for m, v in zip(montants_lus, valides, strict=True)]
+    if 0 in dettes:
+        _invalider(valides, dettes)
+    return list(map(bool, valides)), dettes, montants

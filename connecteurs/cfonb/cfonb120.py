@@ -15,11 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Iterator
 from datetime import date
-from typing import IO, Any, Final, TypeVar
+from typing import IO, Any, Final
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from connecteurs.modeles import construire_sans_valider
 from regie.erreurs import CollecteurErreurs
 from regie.montants import centimes_en_euros
 
@@ -80,50 +81,9 @@ class ReleveDft(BaseModel):
 
 # --- Construction rapide des modèles -------------------------------------------------------------
 # Les valeurs sont vérifiées ici, champ par champ, avant construction : revalider avec pydantic
-# coûterait plus que toute la lecture. `model_construct` lui-même coûte ~6 µs (il rejoue les
-# défauts et les alias) ; on remplit donc directement ce qu'il remplirait. Un auto-contrôle au
-# chargement compare le résultat à une instance validée et retombe sur `model_construct` si une
-# version de pydantic change ses entrailles.
+# coûterait plus que toute la lecture (voir `construire_sans_valider`).
 
-_M = TypeVar("_M", bound=BaseModel)
-_nouveau = object.__new__
-_poser_dict = BaseModel.__dict__["__dict__"].__set__
-_poser_champs = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_poser_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_poser_prive = BaseModel.__dict__["__pydantic_private__"].__set__
-
-
-def _construire_direct(cls: type[_M], valeurs: dict[str, Any], champs: set[str]) -> _M:
-    # `champs` (tous les champs, posés) est partagé : pydantic le copie avant de le modifier (model_copy).
-    objet = _nouveau(cls)
-    _poser_dict(objet, valeurs)
-    _poser_champs(objet, champs)
-    _poser_extra(objet, None)
-    _poser_prive(objet, None)
-    return objet
-
-
-def _construire_lent(cls: type[_M], valeurs: dict[str, Any], champs: set[str]) -> _M:
-    return cls.model_construct(champs, **valeurs)
-
-
-def _choisir_construction() -> Any:
-    essai = {"compte": "00000000000", "date_operation": date(2026, 1, 2), "date_valeur": None,
-             "code_operation": "05", "numero_ecriture": "0000000", "rang": 1, "montant": -5,
-             "libelle": "L", "texte": "L I", "reference": "r", "ligne": 2, "brut": "b"}
-    try:
-        direct = _construire_direct(MouvementDft, dict(essai), set(essai))
-        valide = MouvementDft.model_validate(essai)
-        if (direct == valide and direct.model_dump() == essai and hash(direct) == hash(valide)
-                and repr(direct) == repr(valide) and direct.model_copy(update={"rang": 2}).rang == 2
-                and direct.model_fields_set == valide.model_fields_set):
-            return _construire_direct
-    except Exception:  # pragma: no cover - seulement si pydantic change ses entrailles
-        pass
-    return _construire_lent  # pragma: no cover
-
-
-_construire = _choisir_construction()
+_construire = construire_sans_valider
 _CHAMPS_MOUVEMENT: Final = set(MouvementDft.model_fields)
 _CHAMPS_RELEVE: Final = set(ReleveDft.model_fields)
 

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from regie import __version__
 from regie.api import erreurs, payfip, portail
 from regie.api.dependances import ApplicationDep
+from regie.api.rapide import StatutRapide
 from regie.api.schemas import Sante
 from regie.application import Application
 from regie.services.payfip import PasserellePayfip
@@ -29,6 +30,8 @@ def creer_app(application: Application, passerelle: PasserellePayfip | None = No
     api.state.application = application
     api.state.passerelle = passerelle
     erreurs.installer(api)
+    # Le cas courant de la page de statut d'une facture, servi avant le routage de FastAPI.
+    api.add_middleware(StatutRapide, application=application)
     api.include_router(portail.routeur)
     api.include_router(payfip.routeur)
 

@@ -5,10 +5,13 @@ Requêtes Core (pas d'objets ORM) : la page de statut d'une facture est l'appel 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_pg
 
 from regie.application import Application
 from regie.montants import centimes_en_euros as eur
@@ -22,6 +25,7 @@ from regie.registre.modeles import (
     OperationPayfip,
     Paiement,
 )
+from regie.registre.moteur import connexion_lecture, curseur_psycopg
 from regie.services.payfip import RAISONS, factures_en_cours, raison_non_payable
 
 _COLONNES = (Facture.id, Facture.numero, Facture.regie_code, Dossier.numero.label("dossier"), Facture.periode,
@@ -49,7 +53,7 @@ def _resume(app: Application, f: Any, en_cours: bool, aujourd_hui: date) -> dict
 
 
 def factures_du_dossier(app: Application, numero_dossier: str, aujourd_hui: date) -> dict[str, Any]:
-    with app.moteur.connect() as conn:
+    with connexion_lecture(app.moteur) as conn:
         dossier_id = _dossier_id(conn, numero_dossier)
         lignes = conn.execute(select(*_COLONNES).join(Dossier, Dossier.id == Facture.dossier_id)
                               .where(Facture.dossier_id == dossier_id)
@@ -79,14 +83,64 @@ _REQ_AVOIRS = (select(Avoir.numero, Avoir.emise_le, Avoir.montant, Avoir.motif)
                .where(Avoir.facture_id == bindparam("facture_id")).order_by(Avoir.emise_le, Avoir.id))
 
 
+class _LigneFacture(NamedTuple):
+    """Une ligne de `_REQ_FACTURE` lue par psycopg (mêmes noms que les colonnes)."""
+
+    id: int
+    numero: str
+    regie_code: str
+    dossier: str
+    periode: str
+    emise_le: date
+    echeance: date
+    montant: int
+    paye: int
+    avoirs: int
+    statut: str
+    en_cours: bool
+
+
+@cache
+def _sql_facture_pg() -> tuple[str, dict[str, Any]]:
+    """`_REQ_FACTURE` compilée une fois pour psycopg : le texte SQL et ses paramètres constants."""
+    dialecte = psycopg_pg.dialect()  # type: ignore[no-untyped-call]
+    etat = _REQ_FACTURE.compile(dialect=dialecte).construct_expanded_state({"numero": ""})
+    return etat.statement, dict(etat.parameters)
+
+
+def _facture_pg(moteur: Engine, numero: str) -> _LigneFacture | None:
+    # Requête préparée côté serveur, exécutée par psycopg sans passer par SQLAlchemy : un aller-retour.
+    sql, parametres = _sql_facture_pg()
+    with curseur_psycopg(moteur) as curseur:
+        ligne = curseur.execute(sql, {**parametres, "numero": numero}, prepare=True).fetchone()
+    return None if ligne is None else _LigneFacture(*ligne)
+
+
+def _paiements_et_avoirs(conn: Connection, f: Any) -> tuple[Sequence[Any], Sequence[Any]]:
+    # Une facture sans rien de payé (ni d'avoir) n'a pas d'affectation à lire : une requête au lieu de trois.
+    paiements = conn.execute(_REQ_PAIEMENTS, {"facture_id": f.id}).all() if f.paye else []
+    avoirs = conn.execute(_REQ_AVOIRS, {"facture_id": f.id}).all() if f.avoirs or f.paye else []
+    return paiements, avoirs
+
+
 def facture(app: Application, numero: str, aujourd_hui: date) -> dict[str, Any]:
-    with app.moteur.connect() as conn:
-        f = conn.execute(_REQ_FACTURE, {"numero": numero}).first()
+    f: Any
+    if app.moteur.dialect.name == "postgresql" and app.moteur.dialect.driver == "psycopg":
+        # En READ COMMITTED chaque requête a son instantané : les lire sur deux emprunts ne change rien.
+        f = _facture_pg(app.moteur, numero)
         if f is None:
             raise Introuvable("FACTURE_INCONNUE", f"la facture {numero} est inconnue")
-        # Une facture sans rien de payé (ni d'avoir) n'a pas d'affectation à lire : une requête au lieu de trois.
-        paiements = conn.execute(_REQ_PAIEMENTS, {"facture_id": f.id}).all() if f.paye else []
-        avoirs = conn.execute(_REQ_AVOIRS, {"facture_id": f.id}).all() if f.avoirs or f.paye else []
+        paiements: Sequence[Any] = []
+        avoirs: Sequence[Any] = []
+        if f.paye or f.avoirs:
+            with connexion_lecture(app.moteur) as conn:
+                paiements, avoirs = _paiements_et_avoirs(conn, f)
+    else:
+        with connexion_lecture(app.moteur) as conn:
+            f = conn.execute(_REQ_FACTURE, {"numero": numero}).first()
+            if f is None:
+                raise Introuvable("FACTURE_INCONNUE", f"la facture {numero} est inconnue")
+            paiements, avoirs = _paiements_et_avoirs(conn, f)
     resultat = _resume(app, f, bool(f.en_cours), aujourd_hui)
     resultat["paiements"] = [{"canal": p.canal, "reference": p.reference, "recu_le": p.recu_le,
                               "montant_paiement": eur(p.montant), "montant_affecte": eur(int(p.affecte))}
@@ -102,7 +156,7 @@ def _signe(centimes: int) -> str:
 
 def compte_famille(app: Application, numero_dossier: str) -> dict[str, Any]:
     """Le journal du compte dans l'ordre du temps, avec les soldes courants après chaque mouvement."""
-    with app.moteur.connect() as conn:
+    with connexion_lecture(app.moteur) as conn:
         dossier_id = _dossier_id(conn, numero_dossier)
         lignes = conn.execute(
             select(MouvementCompte.quand, MouvementCompte.nature, MouvementCompte.libelle, MouvementCompte.montant,
@@ -125,7 +179,7 @@ def compte_famille(app: Application, numero_dossier: str) -> dict[str, Any]:
 
 
 def operation(app: Application, id_op: str) -> dict[str, Any]:
-    with app.moteur.connect() as conn:
+    with connexion_lecture(app.moteur) as conn:
         op = conn.execute(select(OperationPayfip.id, OperationPayfip.id_op, OperationPayfip.refdet,
                                  Dossier.numero.label("dossier"), OperationPayfip.montant, OperationPayfip.statut,
                                  OperationPayfip.resultat, OperationPayfip.cree_le, OperationPayfip.terminee_le)

@@ -5,7 +5,8 @@ Pour les imports d'un million de lignes : pas de compilation ni d'objet par lign
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import date
 from operator import itemgetter
 from typing import Any
 
@@ -24,44 +25,75 @@ def inserer(conn: Connection, table: FromClause, lignes: Sequence[Mapping[str, A
     if not lignes:
         return
     colonnes = list(lignes[0].keys())
-    marque = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"INSERT INTO {table.name} ({', '.join(colonnes)}) "  # type: ignore[attr-defined]
-           f"VALUES ({', '.join([marque] * len(colonnes))})")
     lire = itemgetter(*colonnes)
-    convertir: list[tuple[int, Callable[[Any], Any], dict[Any, Any]]] = []
-    for i, c in enumerate(colonnes):
-        proc = table.c[c].type._cached_bind_processor(conn.dialect)
-        if proc is not None:
-            convertir.append((i, proc, {}))  # les dates se répètent : on convertit chaque valeur une fois
     if len(colonnes) == 1:
-        donnees: list[Any] = [(lire(r),) for r in lignes]
+        inserer_tuples(conn, table, colonnes, [(lire(r),) for r in lignes])
     else:
-        donnees = [lire(r) for r in lignes]
-    if convertir:
-        for n, t in enumerate(donnees):
-            ligne = list(t)
-            for i, f, memo in convertir:
-                v = ligne[i]
-                if v is None:
-                    continue
-                if isinstance(v, (dict, list)):  # JSON : pas de mémo possible
-                    ligne[i] = f(v)
-                    continue
-                try:
-                    ligne[i] = memo[v]
-                except KeyError:
-                    ligne[i] = memo[v] = f(v)
-            donnees[n] = tuple(ligne)
+        inserer_tuples(conn, table, colonnes, [lire(r) for r in lignes])
+
+
+def _convertir_colonne(valeurs: Sequence[Any], proc: Callable[[Any], Any]) -> list[Any]:
+    try:
+        # Les dates et instants se répètent : chaque valeur distincte est convertie une fois.
+        table = {v: None if v is None else proc(v) for v in set(valeurs)}
+    except TypeError:  # JSON (dict, list) : pas de mémo possible
+        return [None if v is None else proc(v) for v in valeurs]
+    return [table[v] for v in valeurs]
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, date) else v
+
+
+def inserer_tuples(conn: Connection, table: FromClause, colonnes: Sequence[str],
+                   lignes: Sequence[Sequence[Any]]) -> None:
+    """Comme `inserer`, des tuples dans l'ordre de `colonnes` : pas de dict à construire par ligne."""
+    if not lignes:
+        return
+    donnees: Sequence[Sequence[Any]] = lignes
+    procs = [(i, proc) for i, c in enumerate(colonnes)
+             if (proc := table.c[c].type._cached_bind_processor(conn.dialect)) is not None]
+    if procs:
+        # Conversion par colonne (transposition en C) plutôt que ligne à ligne en Python.
+        par_colonne: list[Sequence[Any]] = list(zip(*lignes, strict=True))
+        for i, proc in procs:
+            par_colonne[i] = _convertir_colonne(par_colonne[i], proc)
+        donnees = list(zip(*par_colonne, strict=True))
+    noms = ", ".join(colonnes)
     if conn.dialect.name == "postgresql":
+        # Dates et instants se répètent : leur texte ISO (celui qu'écrirait psycopg) est calculé une fois.
+        echantillon = donnees[0]
+        temporelles = [i for i, v in enumerate(echantillon) if isinstance(v, date)]
+        if temporelles:
+            par_colonne = list(zip(*donnees, strict=True))
+            for i in temporelles:
+                par_colonne[i] = _convertir_colonne(par_colonne[i], _iso)
+            donnees = list(zip(*par_colonne, strict=True))
         # COPY : un seul aller-retour pour tout le lot, au lieu d'un par ligne.
         brute = conn.connection.dbapi_connection
         assert brute is not None
         with brute.cursor() as cur, cur.copy(  # type: ignore[attr-defined]
-                f"COPY {table.name} ({', '.join(colonnes)}) FROM STDIN") as copie:  # type: ignore[attr-defined]
+                f"COPY {table.name} ({noms}) FROM STDIN") as copie:  # type: ignore[attr-defined]
             for t in donnees:
                 copie.write_row(t)
         return
-    conn.exec_driver_sql(sql, donnees)
+    marque = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({noms}) "  # type: ignore[attr-defined]
+                         f"VALUES ({', '.join([marque] * len(colonnes))})", donnees)
+
+
+def valeurs_par_cle(conn: Connection, table: FromClause, cle: str, valeur: str,
+                    cles: Collection[Any]) -> dict[Any, Any]:
+    """{cle: valeur} des lignes dont `cle` est dans `cles` : une requête, sans compilation par lot."""
+    if not cles:
+        return {}
+    nom = table.name  # type: ignore[attr-defined]
+    if conn.dialect.name == "postgresql":
+        res = conn.exec_driver_sql(f"SELECT {cle}, {valeur} FROM {nom} WHERE {cle} = ANY(%s)", (list(cles),))
+    else:
+        marques = ", ".join(["?"] * len(cles))
+        res = conn.exec_driver_sql(f"SELECT {cle}, {valeur} FROM {nom} WHERE {cle} IN ({marques})", tuple(cles))
+    return {k: v for k, v in res}
 
 
 def reserver_ids(conn: Connection, table: FromClause, n: int) -> list[int]:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     Date,
     ForeignKey,
     Index,
@@ -136,6 +137,9 @@ class Facture(Base):
     avoirs: Mapped[int] = mapped_column(default=0)
     # emise | partiellement_payee | payee | annulee | titree (specs/cli.md)
     statut: Mapped[str] = mapped_column(String(20), default="emise")
+    # Calculé par la base (une colonne : l'index reste utilisable par les deux bases) : le moteur
+    # cherche les factures dont le reste égale un montant (famille du tireur, suggestions).
+    reste_du: Mapped[int] = mapped_column(Computed("montant - paye - avoirs", persisted=True))
     numero_dette: Mapped[int] = mapped_column(BigInteger, unique=True)
     refdet: Mapped[str] = mapped_column(String(30), index=True)
     civilite: Mapped[str] = mapped_column(String(3))
@@ -148,7 +152,8 @@ class Facture(Base):
     ville: Mapped[str] = mapped_column(String(100))
     empreinte: Mapped[str] = mapped_column(String(64))
     fichier_id: Mapped[int | None] = mapped_column(ForeignKey("fichier_recu.id"))
-    cree_le: Mapped[datetime] = mapped_column(default=maintenant)
+    # Indexé : le moteur lit max(cree_le) (la dernière arrivée) à chaque passage.
+    cree_le: Mapped[datetime] = mapped_column(default=maintenant, index=True)
 
     lignes: Mapped[list[LigneFacture]] = relationship(
         back_populates="facture", order_by="LigneFacture.rang")
@@ -161,6 +166,8 @@ class Facture(Base):
                         name="statut"),
         # Suggestions « reste égal au montant » et tableau de bord.
         Index("ix_facture_statut_montant", "statut", "montant"),
+        # Reste égal à un montant : famille du tireur (reste seul), factures entamées (statut, montant).
+        Index("ix_facture_reste_du", "reste_du", "statut", "montant"),
     )
 
     @property
@@ -370,7 +377,7 @@ class Titre(Base):
     encaisse: Mapped[int] = mapped_column(default=0)
     statut: Mapped[str] = mapped_column(String(10), default="emis")
     erreurs: Mapped[list[Any]] = mapped_column(default=list)
-    cree_le: Mapped[datetime] = mapped_column(default=maintenant)
+    cree_le: Mapped[datetime] = mapped_column(default=maintenant, index=True)
     __table_args__ = (
         UniqueConstraint("exercice", "piece"),
         CheckConstraint("montant > 0", name="montant_positif"),
@@ -424,7 +431,7 @@ class OperationPayfip(Base):
     resultat: Mapped[str | None] = mapped_column(String(2))
     paiement_id: Mapped[int | None] = mapped_column(ForeignKey("paiement.id"))
     consultations: Mapped[int] = mapped_column(default=0)
-    cree_le: Mapped[datetime] = mapped_column(default=maintenant)
+    cree_le: Mapped[datetime] = mapped_column(default=maintenant, index=True)
     consultee_le: Mapped[datetime | None]
     terminee_le: Mapped[datetime | None]
     __table_args__ = (CheckConstraint("montant >= 100", name="montant_minimum"),)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = structlog.get_logger()
 
@@ -51,10 +56,70 @@ def creer_moteur(url: str, **options: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return moteur
+    return create_engine(url, pool_pre_ping=_ping(), pool_recycle=1800, **options)
+
+
+def _ping() -> bool:
     # Le serveur HTTP se passe du ping avant chaque emprunt (un aller-retour par requête) : une
     # connexion coupée est jetée à la première erreur et le pool se renouvelle (pool_recycle).
-    ping = os.environ.get("REGIE_PING_CONNEXIONS", "1") != "0"
-    return create_engine(url, pool_pre_ping=ping, pool_recycle=1800, **options)
+    return os.environ.get("REGIE_PING_CONNEXIONS", "1") != "0"
+
+
+_LECTURE: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_VERROU_LECTURE = threading.Lock()
+
+
+def moteur_lecture(moteur: Engine) -> Engine:
+    """Le moteur des lectures seules de l'API sur PostgreSQL : la même base, son propre pool en autocommit.
+
+    En autocommit, un aller-retour par requête SQL au lieu de trois (BEGIN, requête, ROLLBACK au retour
+    au pool), et psycopg y garde ses requêtes préparées côté serveur (un ROLLBACK les oublie toutes).
+    Même cohérence qu'avant : en READ COMMITTED chaque requête a déjà son propre instantané. Un pool à
+    part plutôt qu'une bascule d'autocommit à chaque emprunt (deux attentes psycopg par requête). Créé au
+    premier besoin, fermé avec `moteur` ; sur SQLite, `moteur` lui-même (son BEGIN est posé par
+    `creer_moteur`).
+    """
+    if moteur.dialect.name != "postgresql":
+        return moteur
+    with _VERROU_LECTURE:
+        lecture = _LECTURE.get(moteur)
+        if lecture is None:
+            # Pas de ROLLBACK au retour au pool : en autocommit aucune transaction n'y reste ouverte.
+            lecture = create_engine(moteur.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                                    pool_pre_ping=_ping(), pool_recycle=1800)
+            event.listen(moteur, "engine_disposed", lambda _conn: lecture.dispose())
+            _LECTURE[moteur] = lecture
+        return lecture
+
+
+@contextmanager
+def connexion_lecture(moteur: Engine) -> Iterator[Connection]:
+    """Une connexion pour des lectures seules (les pages de l'API) : voir `moteur_lecture`."""
+    with moteur_lecture(moteur).connect() as conn:
+        yield conn
+
+
+@contextmanager
+def curseur_psycopg(moteur: Engine) -> Iterator[psycopg.Cursor[Any]]:
+    """Un curseur psycopg sur un emprunt au pool de `moteur_lecture` (PostgreSQL seulement).
+
+    Pour la page de statut d'une facture (l'appel le plus fréquent du portail) : sans l'exécution de
+    SQLAlchemy, avec une requête préparée (`prepare=True`), et un curseur gardé avec sa connexion (le
+    recréer coûtait autant que la requête côté client). La connexion est jetée si elle est coupée.
+    """
+    emprunt = moteur_lecture(moteur).raw_connection()
+    brute: psycopg.Connection[Any] = emprunt.driver_connection  # type: ignore[assignment]
+    try:
+        curseur: psycopg.Cursor[Any] | None = emprunt.info.get("curseur_psycopg")
+        if curseur is None or curseur.closed or curseur.connection is not brute:
+            curseur = emprunt.info["curseur_psycopg"] = brute.cursor()
+        yield curseur
+    except BaseException:
+        if brute.broken or brute.closed:
+            emprunt.invalidate()
+        raise
+    finally:
+        emprunt.close()
 
 
 def fabrique_sessions(moteur: Engine) -> sessionmaker[Session]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,7 +20,7 @@ from regie.domaine import LigneOuverte, repartir, statut_facture
 from regie.erreurs import CollecteurErreurs
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
-from regie.registre.masse import inserer, reserver_ids
+from regie.registre.masse import inserer_tuples, reserver_ids, table_de, valeurs_par_cle
 from regie.registre.modeles import (
     Affectation,
     Avoir,
@@ -36,8 +39,19 @@ from regie.services.fichiers import (
 
 log = structlog.get_logger()
 PARIS = ZoneInfo("Europe/Paris")
-TAILLE_LOT = 2000
+TAILLE_LOT = 5000
 CANAL = "factures"
+DOSSIER = table_de(Dossier)
+FACTURE = table_de(Facture)
+LIGNE_FACTURE = table_de(LigneFacture)
+MOUVEMENT = table_de(MouvementCompte)
+COLONNES_FACTURE = ("id", "numero", "regie_code", "dossier_id", "emise_le", "echeance", "periode", "montant",
+                    "paye", "avoirs", "statut", "numero_dette", "refdet", "civilite", "nom", "prenom", "email",
+                    "adresse1", "adresse2", "code_postal", "ville", "empreinte", "fichier_id", "cree_le")
+COLONNES_LIGNE = ("facture_id", "rang", "prestation_code", "libelle", "enfant", "naissance", "quantite_centiemes",
+                  "prix_unitaire", "montant", "eligible_cesu", "paye", "avoirs")
+COLONNES_MOUVEMENT = ("dossier_id", "quand", "nature", "libelle", "montant", "delta_du", "delta_credit",
+                      "delta_tresor", "facture_id", "cree_le")
 
 
 def prendre_numeros(conn: Connection, nom: str, n: int) -> int:
@@ -53,15 +67,15 @@ def prendre_numeros(conn: Connection, nom: str, n: int) -> int:
 def dossiers_ids(conn: Connection, numeros: Iterable[str]) -> dict[str, int]:
     """Les identifiants des dossiers, créés au besoin."""
     voulus = set(numeros)
-    ids: dict[str, int] = dict(conn.execute(
-        select(Dossier.numero, Dossier.id).where(Dossier.numero.in_(voulus))).all())
+    ids: dict[str, int] = valeurs_par_cle(conn, DOSSIER, "numero", "id", voulus)
     manquants = sorted(voulus - ids.keys())
     if manquants:
+        # Identifiants réservés puis insertion en masse : pas d'INSERT ... RETURNING ligne à ligne.
+        nouveaux = reserver_ids(conn, DOSSIER, len(manquants))
         now = maintenant()
-        for numero, id_ in conn.execute(
-                insert(Dossier).returning(Dossier.numero, Dossier.id, sort_by_parameter_order=True),
-                [{"numero": n, "cree_le": now} for n in manquants]):
-            ids[numero] = id_
+        inserer_tuples(conn, DOSSIER, ("id", "numero", "cree_le"),
+                       [(i, n, now) for i, n in zip(nouveaux, manquants, strict=True)])
+        ids.update(zip(manquants, nouveaux, strict=True))
     return ids
 
 
@@ -78,8 +92,7 @@ class _Import:
 
     def factures_lot(self, lot: Sequence[FactureLue]) -> None:
         conn = self.conn
-        existantes = dict(conn.execute(select(Facture.numero, Facture.empreinte).where(
-            Facture.numero.in_({f.numero for f in lot}))).all())
+        existantes = valeurs_par_cle(conn, FACTURE, "numero", "empreinte", {f.numero for f in lot})
         nouvelles: list[FactureLue] = []
         vues: dict[str, FactureLue] = {}
         for f in lot:
@@ -99,31 +112,24 @@ class _Import:
             return
         dossiers = dossiers_ids(conn, (f.dossier for f in nouvelles))
         premiere_dette = prendre_numeros(conn, "dette", len(nouvelles))
+        ids = reserver_ids(conn, FACTURE, len(nouvelles))
         now = maintenant()
-        lignes_facture: list[dict[str, object]] = [{
-            "numero": f.numero, "regie_code": f.regie, "dossier_id": dossiers[f.dossier],
-            "emise_le": f.emise_le, "echeance": f.echeance, "periode": f.periode, "montant": f.montant,
-            "paye": 0, "avoirs": 0, "statut": "emise", "numero_dette": premiere_dette + i, "refdet": f.refdet,
-            "civilite": f.payeur.civilite, "nom": f.payeur.nom, "prenom": f.payeur.prenom,
-            "email": f.payeur.email, "adresse1": f.payeur.adresse1, "adresse2": f.payeur.adresse2,
-            "code_postal": f.payeur.code_postal, "ville": f.payeur.ville, "empreinte": f.empreinte,
-            "fichier_id": self.fichier_id, "cree_le": now,
-        } for i, f in enumerate(nouvelles)]
-        ids = reserver_ids(conn, Facture.__table__, len(nouvelles))
-        for id_, ligne in zip(ids, lignes_facture, strict=True):
-            ligne["id"] = id_
-        inserer(conn, Facture.__table__, lignes_facture)
-        inserer(conn, LigneFacture.__table__, [{
-            "facture_id": fid, "rang": lg.rang, "prestation_code": lg.prestation, "libelle": lg.libelle,
-            "enfant": lg.enfant, "naissance": lg.naissance, "quantite_centiemes": lg.quantite_centiemes,
-            "prix_unitaire": lg.prix_unitaire, "montant": lg.montant, "eligible_cesu": lg.eligible_cesu,
-            "paye": 0, "avoirs": 0,
-        } for fid, f in zip(ids, nouvelles, strict=True) for lg in f.lignes])
-        inserer(conn, MouvementCompte.__table__, [{
-            "dossier_id": dossiers[f.dossier], "quand": debut_du_jour(f.emise_le), "nature": "facture",
-            "libelle": f"Facture {f.numero} ({f.periode})", "montant": f.montant, "delta_du": f.montant,
-            "delta_credit": 0, "delta_tresor": 0, "facture_id": fid, "cree_le": now,
-        } for fid, f in zip(ids, nouvelles, strict=True)])
+        fichier_id = self.fichier_id
+        # Des tuples dans l'ordre des colonnes : un million de dict de moins par import.
+        inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [(
+            fid, f.numero, f.regie, dossiers[f.dossier], f.emise_le, f.echeance, f.periode, f.montant,
+            0, 0, "emise", premiere_dette + i, f.refdet, p.civilite, p.nom, p.prenom, p.email, p.adresse1,
+            p.adresse2, p.code_postal, p.ville, f.empreinte, fichier_id, now,
+        ) for i, (fid, f) in enumerate(zip(ids, nouvelles, strict=True)) for p in (f.payeur,)])
+        inserer_tuples(conn, LIGNE_FACTURE, COLONNES_LIGNE, [(
+            fid, lg.rang, lg.prestation, lg.libelle, lg.enfant, lg.naissance, lg.quantite_centiemes,
+            lg.prix_unitaire, lg.montant, lg.eligible_cesu, 0, 0,
+        ) for fid, f in zip(ids, nouvelles, strict=True) for lg in f.lignes])
+        debuts: dict[date, datetime] = {d: debut_du_jour(d) for d in {f.emise_le for f in nouvelles}}
+        inserer_tuples(conn, MOUVEMENT, COLONNES_MOUVEMENT, [(
+            dossiers[f.dossier], debuts[f.emise_le], "facture", f"Facture {f.numero} ({f.periode})", f.montant,
+            f.montant, 0, 0, fid, now,
+        ) for fid, f in zip(ids, nouvelles, strict=True)])
         self.factures += len(nouvelles)
 
     def avoir(self, a: AvoirLu) -> None:
@@ -183,6 +189,22 @@ class _Import:
         self.avoirs += 1
 
 
+@contextmanager
+def _sans_ramasse_miettes() -> Iterator[None]:
+    """Suspend le ramasse-miettes cyclique pendant un import.
+
+    Les objets lus ne forment pas de cycles (le comptage de références les libère) ; sans cela,
+    chaque passe du ramasse-miettes parcourt tout le tas : 6 % du temps d'un gros import.
+    """
+    actif = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if actif:
+            gc.enable()
+
+
 def _ecrire(imp: _Import, lus: Iterable[FactureLue | AvoirLu]) -> None:
     lot: list[FactureLue] = []
     avoirs: list[AvoirLu] = []
@@ -209,7 +231,7 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
     def faire(conn: Connection, fichier_id: int, nom: str) -> _Import:
         erreurs = CollecteurErreurs(nom)
         imp = _Import(conn, fichier_id, erreurs)
-        with chemin.open("rb") as flux:
+        with chemin.open("rb") as flux, _sans_ramasse_miettes():
             _ecrire(imp, lire_jsonl(flux, nom, app.referentiel, erreurs))
         erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
         conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(

@@ -24,6 +24,7 @@ from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture
 from regie.progression import Progression
+from regie.registre.masse import inserer, table_de
 from regie.registre.modeles import (
     Anomalie,
     Bordereau,
@@ -154,7 +155,7 @@ def _enregistrer_lot(conn: Connection, lot: list[PaiementRecu], fichier_id: int 
 def _inserer(conn: Connection, nouveaux: list[dict[str, Any]], par_remise: dict[int, tuple[int, int]],
              comptes: ComptesPaiements) -> None:
     if nouveaux:
-        conn.execute(insert(Paiement), nouveaux)
+        inserer(conn, table_de(Paiement), nouveaux)
         comptes.nouveaux += len(nouveaux)
     for remise_id, (montant, nombre) in par_remise.items():
         conn.execute(update(Remise).where(Remise.id == remise_id).values(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 13:48:40.764639
+Create Date: 2026-11-25 15:23:20.228475
 """
 
 from alembic import op
@@ -214,6 +214,7 @@ def upgrade() -> None:
         sa.Column("paye", sa.Integer(), nullable=False),
         sa.Column("avoirs", sa.Integer(), nullable=False),
         sa.Column("statut", sa.String(length=20), nullable=False),
+        sa.Column("reste_du", sa.Integer(), sa.Computed("montant - paye - avoirs", persisted=True), nullable=False),
         sa.Column("numero_dette", sa.BigInteger(), nullable=False),
         sa.Column("refdet", sa.String(length=30), nullable=False),
         sa.Column("civilite", sa.String(length=3), nullable=False),
@@ -241,9 +242,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("numero_dette", name=op.f("uq_facture_numero_dette")),
     )
     with op.batch_alter_table("facture", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_facture_cree_le"), ["cree_le"], unique=False)
         batch_op.create_index(batch_op.f("ix_facture_dossier_id"), ["dossier_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_facture_echeance"), ["echeance"], unique=False)
         batch_op.create_index(batch_op.f("ix_facture_refdet"), ["refdet"], unique=False)
+        batch_op.create_index("ix_facture_reste_du", ["reste_du", "statut", "montant"], unique=False)
         batch_op.create_index("ix_facture_statut_montant", ["statut", "montant"], unique=False)
 
     op.create_table(
@@ -455,6 +458,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("id_op", name=op.f("uq_operation_payfip_id_op")),
     )
     with op.batch_alter_table("operation_payfip", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_operation_payfip_cree_le"), ["cree_le"], unique=False)
         batch_op.create_index(batch_op.f("ix_operation_payfip_dossier_id"), ["dossier_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_operation_payfip_refdet"), ["refdet"], unique=False)
         batch_op.create_index(batch_op.f("ix_operation_payfip_statut"), ["statut"], unique=False)
@@ -503,6 +507,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("titre", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_titre_bordereau_id"), ["bordereau_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_titre_cree_le"), ["cree_le"], unique=False)
         batch_op.create_index(batch_op.f("ix_titre_facture_id"), ["facture_id"], unique=False)
 
     op.create_table(
@@ -618,6 +623,7 @@ def downgrade() -> None:
     op.drop_table("affectation")
     with op.batch_alter_table("titre", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_titre_facture_id"))
+        batch_op.drop_index(batch_op.f("ix_titre_cree_le"))
         batch_op.drop_index(batch_op.f("ix_titre_bordereau_id"))
 
     op.drop_table("titre")
@@ -630,6 +636,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_operation_payfip_statut"))
         batch_op.drop_index(batch_op.f("ix_operation_payfip_refdet"))
         batch_op.drop_index(batch_op.f("ix_operation_payfip_dossier_id"))
+        batch_op.drop_index(batch_op.f("ix_operation_payfip_cree_le"))
 
     op.drop_table("operation_payfip")
     op.drop_table("ligne_facture")
@@ -665,9 +672,11 @@ def downgrade() -> None:
     op.drop_table("paiement")
     with op.batch_alter_table("facture", schema=None) as batch_op:
         batch_op.drop_index("ix_facture_statut_montant")
+        batch_op.drop_index("ix_facture_reste_du")
         batch_op.drop_index(batch_op.f("ix_facture_refdet"))
         batch_op.drop_index(batch_op.f("ix_facture_echeance"))
         batch_op.drop_index(batch_op.f("ix_facture_dossier_id"))
+        batch_op.drop_index(batch_op.f("ix_facture_cree_le"))
 
     op.drop_table("facture")
     op.drop_table("bordereau")

@@ -1,0 +1,46 @@
+"""Les écritures en masse du moteur : UPDATE paramétré au pilote, ramasse-miettes suspendu (SQLite et PostgreSQL)."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from rapprochement.ecritures import mettre_a_jour, sans_ramasse_miettes
+from regie.application import Application
+from regie.registre.modeles import Facture
+from tests.scenarios import Scenario, autre
+
+
+def test_mettre_a_jour_applique_chaque_ligne_a_sa_cle_et_les_expressions_sur_l_ancienne_valeur(
+        app: Application, tmp_path: Path) -> None:
+    sc = Scenario(app, tmp_path)
+    sc.factures(autre("F01-26-05-0000001", "30.00"), autre("F01-26-05-0000002", "20.00"),
+                autre("F01-26-05-0000003", "10.00"))
+    with app.moteur.begin() as c:
+        ids = dict(c.execute(select(Facture.numero, Facture.id)).all())
+        mettre_a_jour(c, "facture", ["paye = paye + {}", "statut = coalesce({}, statut)"], "id",
+                      [(1000, "partiellement_payee", ids["F01-26-05-0000001"]),
+                       (2000, None, ids["F01-26-05-0000002"])], ("bigint", "text", "bigint"))
+        mettre_a_jour(c, "facture", ["paye = {}"], "id", [], ("bigint", "bigint"))  # rien à faire : aucune requête
+    with app.moteur.connect() as c:
+        lignes = c.execute(select(Facture.numero, Facture.paye, Facture.statut, Facture.reste_du)
+                           .order_by(Facture.numero)).all()
+    assert [tuple(r) for r in lignes] == [("F01-26-05-0000001", 1000, "partiellement_payee", 2000),
+                                          ("F01-26-05-0000002", 2000, "emise", 0),
+                                          ("F01-26-05-0000003", 0, "emise", 1000)]
+
+
+@pytest.mark.parametrize("actif", [True, False])
+def test_le_ramasse_miettes_retrouve_son_etat_meme_apres_une_erreur(actif: bool) -> None:
+    avant = gc.isenabled()
+    try:
+        gc.enable() if actif else gc.disable()
+        with pytest.raises(RuntimeError), sans_ramasse_miettes():
+            assert not gc.isenabled()
+            raise RuntimeError("lot interrompu")
+        assert gc.isenabled() is actif
+    finally:
+        gc.enable() if avant else gc.disable()
