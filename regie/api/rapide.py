@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic_core import to_json
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -52,9 +51,9 @@ class StatutRapide:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith(CHEMIN):
-            # La lecture est bloquante : dans le réservoir de fils, comme une route `def` de FastAPI,
-            # pour ne jamais arrêter la boucle d'événements pendant une requête SQL.
-            reponse = await run_in_threadpool(self.repondre, scope)
+            # Lecture bloquante sur la boucle, exprès : une requête préparée de ~0,3 ms, plus courte que
+            # le passage par le réservoir de fils (mesuré : p99 de 5 ms ici contre 1 s et plus sous charge).
+            reponse = self.repondre(scope)
             if reponse is not None:
                 await reponse(scope, receive, send)
                 return
