@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import structlog
 
 from connecteurs.buralistes.datamatrix import charge_utile, decoder
@@ -49,11 +49,7 @@ def chiffres_releve() -> bytes:
 
 
 def rss_courant_mio() -> float:
-    try:
-        with open(f"/proc/{os.getpid()}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # pragma: no cover - hors Linux
-        return float("nan")
+    return float(psutil.Process().memory_info().rss) / 2**20
 
 
 def pic_rss_mio() -> float:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import resource
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import psutil
 
 from connecteurs.cfonb.cfonb120 import ecrire_montant, lire_releves_flux
 
@@ -82,11 +83,7 @@ def ecrire_fichier(chemin: Path, nombre: int, fin_de_ligne: str) -> int:
 
 
 def rss_courant_mio() -> float:
-    try:
-        with open(f"/proc/{os.getpid()}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # pragma: no cover - hors Linux
-        return float("nan")
+    return float(psutil.Process().memory_info().rss) / 2**20
 
 
 def main() -> None:

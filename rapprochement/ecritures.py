@@ -6,9 +6,7 @@ SQLAlchemy. Les valeurs doivent être déjà dans leur forme de base (entiers, t
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
@@ -43,18 +41,3 @@ def _remplir(gabarit: str, noms: Iterator[str]) -> str:
     morceaux = gabarit.split("{}")
     return morceaux[0] + "".join(next(noms) + m for m in morceaux[1:])
 
-
-@contextmanager
-def sans_ramasse_miettes() -> Iterator[None]:
-    """Suspend le ramasse-miettes cyclique le temps d'un long traitement par lots.
-
-    Chaque lot crée des centaines de milliers d'objets sans cycle, libérés par le comptage de
-    références ; les passes du ramasse-miettes sur ces objets coûtaient ~12 % du rapprochement.
-    """
-    actif = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if actif:
-            gc.enable()

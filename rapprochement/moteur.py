@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 
 from rapprochement import regles
-from rapprochement.ecritures import mettre_a_jour, sans_ramasse_miettes
+from rapprochement.ecritures import mettre_a_jour
 from rapprochement.regles import (
     CODES_REESSAYES,
     Decision,
@@ -34,7 +34,7 @@ from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture, statut_paiement
 from regie.progression import Progression
-from regie.registre.masse import inserer, table_de
+from regie.registre.masse import inserer, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Affectation,
     Anomalie,
@@ -139,6 +139,10 @@ def _sans_accents(texte: str) -> str:
 def _jetons(texte: str) -> frozenset[str]:
     """Les mots d'un nom, sans accents, en capitales (les noms se répètent d'un chèque à l'autre)."""
     return frozenset(re.findall(r"[A-Z]+", _sans_accents(texte)))
+
+
+def _jetons_du_tireur(p: PaiementVue) -> frozenset[str]:
+    return _jetons(str(p.details.get("tireur") or ""))
 
 
 _COLONNES_PROCHES = (Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero, Facture.regie_code,
@@ -337,7 +341,7 @@ class _Lot:
         une requête par chèque. L'ordre (échéance, numéro) et la limite de 200 sont ceux de la base.
         """
         cheques = [v for v in vues if v.canal == "cheque" and self.par_numero.get(v.reference_facture or "") is None
-                   and _jetons(str(v.details.get("tireur") or ""))]
+                   and _jetons_du_tireur(v)]
         montants = sorted({v.montant for v in cheques})
         for i in range(0, len(montants), 900):
             # Par l'index du reste ; le statut est filtré ici pour que le plan ne passe pas par lui.
@@ -355,13 +359,13 @@ class _Lot:
             self._charger_factures(Facture.id.in_(retenues[i:i + 900]))
 
     def _retenues(self, p: PaiementVue) -> list[int]:
-        jetons = _jetons(str(p.details.get("tireur") or ""))
+        jetons = _jetons_du_tireur(p)
         return [fid for fid, nom, prenom in self.candidates_famille.get(p.montant, ())
                 if nom <= jetons and prenom <= jetons]
 
     def _famille_du_tireur(self, p: PaiementVue) -> list[FactureEtat]:
         """Factures ouvertes d'exactement ce montant dont le payeur porte le nom et le prénom du tireur."""
-        if not _jetons(str(p.details.get("tireur") or "")):
+        if not _jetons_du_tireur(p):
             return []
         retenues = self._retenues(p)
         a_charger = [fid for fid in retenues if fid not in self.factures]

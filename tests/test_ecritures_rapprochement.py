@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from rapprochement.ecritures import mettre_a_jour, sans_ramasse_miettes
+from rapprochement.ecritures import mettre_a_jour
 from regie.application import Application
+from regie.registre.masse import sans_ramasse_miettes
 from regie.registre.modeles import Facture
 from tests.scenarios import Scenario, autre
 

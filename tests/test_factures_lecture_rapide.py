@@ -17,7 +17,9 @@ from connecteurs.portail.factures import (
     _OBJET,
     FactureLue,
     Referentiel,
+    _euros_ou_rien,
     _LecteurRapide,
+    _quantite_ou_rien,
     lire_jsonl,
     lire_objet,
 )
@@ -163,12 +165,12 @@ def test_lire_jsonl_rend_les_memes_objets_et_erreurs_que_la_voie_pydantic_seule(
 
 
 def test_les_memos_de_la_voie_rapide_sont_bornes() -> None:
-    lecteur = _LecteurRapide(REF)
     for i in range(_MEMO_MAX + 100):
-        assert lecteur.euros_(f"{i}.00") == i * 100
-        assert lecteur.quantite_(str(i + 1)) == (i + 1) * 100
-    assert len(lecteur.euros) <= _MEMO_MAX and len(lecteur.quantites) <= _MEMO_MAX
-    assert lecteur.euros_("1,00") is None and lecteur.quantite_("0") is None
+        assert _euros_ou_rien(f"{i}.00") == i * 100
+        assert _quantite_ou_rien(str(i + 1)) == (i + 1) * 100
+    assert _euros_ou_rien.cache_info().currsize <= _MEMO_MAX
+    assert _quantite_ou_rien.cache_info().currsize <= _MEMO_MAX
+    assert _euros_ou_rien("1,00") is None and _quantite_ou_rien("0") is None
 
 
 def test_le_ramasse_miettes_est_retabli_apres_un_import_refuse(app: Application, tmp_path: Path) -> None:

@@ -217,10 +217,6 @@ def _cle5(chiffres_65_75: str) -> str:
     return _CLE5[int(chiffres_65_75) % 11]
 
 
-def _cle1(montant: str) -> int:
-    return (_S1_806 + _SOMME_S2(montant.replace(" ", "0"))) % 100
-
-
 def rang_mod23(exercice: str, mois: int, numero_dette: int) -> int:
     """Rang (1 à 23) de la clé mod 23 : int(exercice + str(mois) + "00" + 13 derniers chiffres) mod 23 + 1."""
     if not (isinstance(exercice, str) and len(exercice) == 2 and _CHIFFRES.fullmatch(exercice)):

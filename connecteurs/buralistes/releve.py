@@ -118,6 +118,20 @@ def _paiement(numero: int, brut: str, transaction: str, recu_le: datetime, monta
     })
 
 
+def _paiement_valide(numero: int, brut: str, transaction: str, recu_le: datetime, montant: int, datamatrix: str,
+                     numero_dette: int, montant_du: int, mode: str, point_de_vente: str) -> PaiementRecu:
+    """Chemin rapide : un datamatrix déjà contrôlé (clés et rang justes), chaque champ déjà vérifié ;
+    les valeurs sont celles que `model_validate` produirait, sans la revalidation."""
+    return construire_sans_valider(PaiementRecu, {
+        "canal": "buraliste", "reference": transaction, "montant": montant, "recu_le": recu_le,
+        "reference_facture": str(numero_dette), "remise": None,
+        "details": {"mode": mode, "point_de_vente": point_de_vente, "datamatrix": datamatrix,
+                    "datamatrix_valide": True, "datamatrix_erreurs": "", "montant_du": montant_du,
+                    "numero_dette": numero_dette},
+        "ligne": numero, "brut": brut,
+    }, _CHAMPS)
+
+
 def lire_releve(contenu: bytes, nom_fichier: str) -> Iterator[PaiementRecu]:
     """Donne chaque paiement du relevé au fil de la lecture ; à la fin, lève FichierRefuse s'il y a eu
     la moindre erreur, avec toutes les erreurs (ligne, champ, raison).
@@ -291,22 +305,13 @@ class _LecteurCanonique:
         a_controler = charges if min(map(len, charges)) == max(map(len, charges)) == LONGUEUR else [
             c if len(c) == LONGUEUR else _INVALIDE for c in charges]
         valides, dettes, montants_dus = controler_en_bloc(a_controler)
-        construire = construire_sans_valider
-        champs_poses = _CHAMPS
         compte = self.compte
         for n, brut, transaction, recu_le, charge, valide, dette, montant_du, montant, mode, point_de_vente in zip(
                 count(numero + 1), lignes, transactions, recus, charges, valides, dettes, montants_dus, montants,
                 modes, points_de_vente):
             if valide:
-                # Les valeurs sont celles que `model_validate` produirait : toutes contrôlées.
-                yield construire(PaiementRecu, {
-                    "canal": "buraliste", "reference": transaction, "montant": montant, "recu_le": recu_le,
-                    "reference_facture": str(dette), "remise": None,
-                    "details": {"mode": mode, "point_de_vente": point_de_vente, "datamatrix": charge,
-                                "datamatrix_valide": True, "datamatrix_erreurs": "", "montant_du": montant_du,
-                                "numero_dette": dette},
-                    "ligne": n, "brut": brut,
-                }, champs_poses)
+                yield _paiement_valide(n, brut, transaction, recu_le, montant, charge, dette, montant_du, mode,
+                                       point_de_vente)
             else:
                 yield _paiement(n, brut, transaction, recu_le, montant, charge, mode, point_de_vente, compte)
         compte.paiements += sum(valides)
@@ -318,8 +323,6 @@ class _LecteurCanonique:
         vues, dates, montants, points_de_vente = self.vues, self.dates, self.montants, self.points_de_vente
         forme = _DATAMATRIX_FORME.fullmatch
         modes = _MODES
-        construire = construire_sans_valider
-        champs_poses = _CHAMPS
         compte = self.compte
         n = numero
         for i, ligne in enumerate(lignes):
@@ -356,15 +359,8 @@ class _LecteurCanonique:
             vues.add(empreinte)
             n = numero + i + 1
             compte.paiements += 1
-            # Les valeurs sont celles que `model_validate` produirait : toutes contrôlées ci-dessus.
-            yield construire(PaiementRecu, {
-                "canal": "buraliste", "reference": transaction, "montant": montant, "recu_le": recu_le,
-                "reference_facture": str(numero_dette), "remise": None,
-                "details": {"mode": mode, "point_de_vente": point_de_vente, "datamatrix": payload,
-                            "datamatrix_valide": True, "datamatrix_erreurs": "", "montant_du": montant_du,
-                            "numero_dette": numero_dette},
-                "ligne": n, "brut": ligne,
-            }, champs_poses)
+            yield _paiement_valide(n, ligne, transaction, recu_le, montant, payload, numero_dette, montant_du, mode,
+                                   point_de_vente)
         else:
             return numero + len(lignes), True
         # Une ligne que la découpe ne prend pas : le reste du bloc au caractère près.

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import IO, Annotated, Literal
 
 import msgspec
@@ -412,6 +413,47 @@ _ENCODEUR = msgspec.json.Encoder()
 _MEMO_MAX = 4096  # entrées par mémo : la mémoire ne grandit pas avec le fichier
 
 
+# Conversions mémorisées de la voie rapide : pures, et les mêmes textes reviennent sans cesse dans un
+# fichier (prix, dates, périodes). None (ou False) : la ligne repasse par `lire_objet`.
+
+@lru_cache(maxsize=_MEMO_MAX)
+def _date_ou_rien(texte: str) -> date | None:
+    if not DATE.fullmatch(texte):
+        return None
+    try:
+        return date.fromisoformat(texte)
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=_MEMO_MAX)
+def _euros_ou_rien(texte: str) -> int | None:
+    try:
+        return euros_en_centimes(texte)
+    except MontantInvalide:
+        return None
+
+
+@lru_cache(maxsize=_MEMO_MAX)
+def _quantite_ou_rien(texte: str) -> int | None:
+    """Centièmes d'une quantité strictement positive ; None sinon."""
+    try:
+        valeur = decimal_en_centiemes(texte)
+    except MontantInvalide:
+        return None
+    return valeur if valeur > 0 else None
+
+
+@lru_cache(maxsize=_MEMO_MAX)
+def _periode_valide(texte: str) -> bool:
+    return PERIODE.fullmatch(texte) is not None
+
+
+@lru_cache(maxsize=_MEMO_MAX)
+def _eligible(naissance: date | None, periode: str) -> bool:
+    return ligne_eligible_cesu(True, naissance, periode)
+
+
 class _LecteurRapide:
     """La voie rapide d'un fichier : msgspec pour la structure, règles et conversions mémorisées.
 
@@ -419,79 +461,10 @@ class _LecteurRapide:
     `lire_objet`, qui produit les erreurs. Elle accepte exactement ce que `_controler_facture` accepte.
     """
 
-    __slots__ = ("dates", "eligibles", "euros", "periodes", "quantites", "ref")
+    __slots__ = ("ref",)
 
     def __init__(self, ref: Referentiel) -> None:
         self.ref = ref
-        self.dates: dict[str, date | None] = {}
-        self.euros: dict[str, int | None] = {}
-        self.quantites: dict[str, int | None] = {}
-        self.periodes: dict[str, bool] = {}
-        self.eligibles: dict[tuple[date | None, str], bool] = {}
-
-    def date_(self, texte: str) -> date | None:
-        try:
-            return self.dates[texte]
-        except KeyError:
-            pass
-        valeur: date | None = None
-        if DATE.fullmatch(texte):
-            try:
-                valeur = date.fromisoformat(texte)
-            except ValueError:
-                valeur = None
-        if len(self.dates) >= _MEMO_MAX:
-            self.dates.clear()
-        self.dates[texte] = valeur
-        return valeur
-
-    def euros_(self, texte: str) -> int | None:
-        try:
-            return self.euros[texte]
-        except KeyError:
-            pass
-        try:
-            valeur: int | None = euros_en_centimes(texte)
-        except MontantInvalide:
-            valeur = None
-        if len(self.euros) >= _MEMO_MAX:
-            self.euros.clear()
-        self.euros[texte] = valeur
-        return valeur
-
-    def quantite_(self, texte: str) -> int | None:
-        """Centièmes d'une quantité strictement positive ; None sinon."""
-        try:
-            return self.quantites[texte]
-        except KeyError:
-            pass
-        try:
-            valeur: int | None = decimal_en_centiemes(texte)
-        except MontantInvalide:
-            valeur = None
-        if valeur is not None and valeur <= 0:
-            valeur = None
-        if len(self.quantites) >= _MEMO_MAX:
-            self.quantites.clear()
-        self.quantites[texte] = valeur
-        return valeur
-
-    def periode_(self, texte: str) -> bool:
-        ok = self.periodes.get(texte)
-        if ok is None:
-            if len(self.periodes) >= _MEMO_MAX:
-                self.periodes.clear()
-            ok = self.periodes[texte] = PERIODE.fullmatch(texte) is not None
-        return ok
-
-    def eligible_(self, naissance: date | None, periode: str) -> bool:
-        cle = (naissance, periode)
-        ok = self.eligibles.get(cle)
-        if ok is None:
-            if len(self.eligibles) >= _MEMO_MAX:
-                self.eligibles.clear()
-            ok = self.eligibles[cle] = ligne_eligible_cesu(True, naissance, periode)
-        return ok
 
     def lire(self, brute: bytes, ligne: int) -> FactureLue | AvoirLu | None:
         try:
@@ -519,12 +492,12 @@ class _LecteurRapide:
             return None
         if (p.email is not None and not COURRIEL.fullmatch(p.email)) or not CP.fullmatch(a.code_postal):
             return None
-        emise_le = self.date_(f.emise_le)
-        echeance = self.date_(f.echeance)
+        emise_le = _date_ou_rien(f.emise_le)
+        echeance = _date_ou_rien(f.echeance)
         if emise_le is None or echeance is None or echeance < emise_le:
             return None
         periode = f.periode
-        if not self.periode_(periode):
+        if not _periode_valide(periode):
             return None
         prestations = self.ref.prestations_cesu
         lignes = []
@@ -535,19 +508,19 @@ class _LecteurRapide:
                 return None
             naissance = None
             if lg.naissance is not None:
-                naissance = self.date_(lg.naissance)
+                naissance = _date_ou_rien(lg.naissance)
                 if naissance is None:
                     return None
-            quantite = self.quantite_(lg.quantite)
-            prix = self.euros_(lg.prix_unitaire)
-            montant_ligne = self.euros_(lg.montant)
+            quantite = _quantite_ou_rien(lg.quantite)
+            prix = _euros_ou_rien(lg.prix_unitaire)
+            montant_ligne = _euros_ou_rien(lg.montant)
             if (quantite is None or prix is None or montant_ligne is None
                     or produit_arrondi(quantite, prix) != montant_ligne):
                 return None
             total += montant_ligne
             lignes.append(LigneLue(rang, lg.prestation, lg.libelle, lg.enfant, naissance, quantite, prix,
-                                   montant_ligne, cesu and self.eligible_(naissance, periode)))
-        montant = self.euros_(f.montant)
+                                   montant_ligne, cesu and _eligible(naissance, periode)))
+        montant = _euros_ou_rien(f.montant)
         if montant is None or montant <= 0 or montant != total:
             return None
         payeur = Payeur(p.civilite, p.nom, p.prenom, p.email, a.ligne1, a.ligne2 or None, a.code_postal, a.ville)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,7 +18,7 @@ from regie.domaine import LigneOuverte, repartir, statut_facture
 from regie.erreurs import CollecteurErreurs
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
-from regie.registre.masse import inserer_tuples, reserver_ids, table_de, valeurs_par_cle
+from regie.registre.masse import inserer_tuples, reserver_ids, sans_ramasse_miettes, table_de, valeurs_par_cle
 from regie.registre.modeles import (
     Affectation,
     Avoir,
@@ -189,22 +187,6 @@ class _Import:
         self.avoirs += 1
 
 
-@contextmanager
-def _sans_ramasse_miettes() -> Iterator[None]:
-    """Suspend le ramasse-miettes cyclique pendant un import.
-
-    Les objets lus ne forment pas de cycles (le comptage de références les libère) ; sans cela,
-    chaque passe du ramasse-miettes parcourt tout le tas : 6 % du temps d'un gros import.
-    """
-    actif = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if actif:
-            gc.enable()
-
-
 def _ecrire(imp: _Import, lus: Iterable[FactureLue | AvoirLu]) -> None:
     lot: list[FactureLue] = []
     avoirs: list[AvoirLu] = []
@@ -231,7 +213,7 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
     def faire(conn: Connection, fichier_id: int, nom: str) -> _Import:
         erreurs = CollecteurErreurs(nom)
         imp = _Import(conn, fichier_id, erreurs)
-        with chemin.open("rb") as flux, _sans_ramasse_miettes():
+        with chemin.open("rb") as flux, sans_ramasse_miettes():
             _ecrire(imp, lire_jsonl(flux, nom, app.referentiel, erreurs))
         erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
         conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
