@@ -437,3 +437,37 @@ def test_le_controle_en_bloc_refuse_ce_qui_n_a_pas_130_caracteres_ascii():
     for charges in ([], [VECTEUR[:-1]], [VECTEUR[:-1] + "é"], [VECTEUR, VECTEUR + " "]):
         with pytest.raises(ValueError):
             dm.controler_en_bloc(charges)
+
+
+@pytest.mark.parametrize("graine", range(3))
+def test_le_controle_des_octets_entre_guillemets_dit_ce_que_dit_decoder(graine):
+    # Le relevé passe les charges utiles guillemets compris (pas de 132, décalage 1) : chaque mois (code
+    # période « 1 » : janvier et octobre à décembre), chaque chiffre changé, et des caractères quelconques.
+    hasard = random.Random(graine)
+    charges = []
+    for mois in range(1, 13):
+        p = charge(code_etablissement=f"{hasard.randrange(1000):03d}",
+                   periode=f"20{hasard.randrange(10, 99)}-{mois:02d}", code_produit=f"{hasard.randrange(1000):03d}",
+                   numero_dette=hasard.randrange(1, 10**15),
+                   codique=f"{hasard.randrange(10**6):06d}", montant_centimes=hasard.randrange(1, 10**8))
+        charges.append(p)
+        charges += [abimee(p, i, c) for i in range(64, 130) for c in CHIFFRES + " " if c != p[i]]
+        charges += [abimee(p, hasard.randrange(130), chr(hasard.randrange(0x20, 0x7F)).replace('"', "'"))
+                    for _ in range(40)]
+    hasard.shuffle(charges)
+    octets = "".join(f'"{p}"' for p in charges).encode("ascii")
+    valides, dettes, montants = dm.valeurs_en_bloc(charges, dm.controler_octets(octets, len(charges), 132, 1))
+    lus = [decoder(p) for p in charges]
+    assert list(valides) == [int(d.valide) for d in lus]
+    assert sum(valides) >= 12
+    assert all((dette, montant) == (d.numero_dette, d.montant_centimes)
+               for v, dette, montant, d in zip(valides, dettes, montants, lus, strict=True) if v)
+    # Et par la porte publique : mêmes réponses.
+    assert dm.controler_en_bloc(charges)[0] == [decoder(p).valide for p in charges]
+
+
+def test_une_dette_nulle_est_invalide_en_bloc_comme_pour_decoder():
+    p = charge(numero_dette=1)
+    nulle = p[:93] + "0" * 15 + p[108:]
+    assert not decoder(nulle).valide
+    assert dm.controler_en_bloc([p, nulle])[0] == [True, False]

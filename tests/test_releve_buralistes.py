@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -363,3 +364,72 @@ def test_les_blocs_ne_changent_rien_au_resultat(lignes, taille_bloc, fin):
 
     rapide, reference = lire_les_deux(contenu)
     assert par_blocs() == rapide == reference
+
+
+# --- empreintes des transactions, contrôle en bloc sur des relevés tirés au hasard ---------------------
+
+def test_une_collision_d_empreintes_ne_fait_perdre_aucun_paiement(monkeypatch):
+    # Toutes les transactions ont la même empreinte : le chemin rapide croit voir des doublons et rend la
+    # main au chemin de référence, qui compare les transactions elles-mêmes ; rien n'est perdu ni refusé.
+    contenu = releve_de(50)
+    attendu = list(releve.lire_releve_flux(io.BytesIO(contenu), "r.csv", taille_bloc=700))
+    monkeypatch.setattr(releve, "_empreinte", lambda transaction: 42)
+    for taille_bloc in (700, 1 << 20):
+        lus = list(releve.lire_releve_flux(io.BytesIO(contenu), "r.csv", taille_bloc=taille_bloc))
+        assert lus == attendu and len(lus) == 50
+    _, reference = lire_les_deux(contenu)
+    assert reference == (attendu, None)
+
+
+def test_une_collision_d_empreintes_laisse_voir_le_vrai_doublon(monkeypatch):
+    monkeypatch.setattr(releve, "_empreinte", len)  # toutes les « PP-n » d'un chiffre se confondent
+    contenu = releve_de(30) + (ligne(transaction="PP-7") + "\r\n").encode()
+    with pytest.raises(FichierRefuse) as exc:
+        list(releve.lire_releve_flux(io.BytesIO(contenu), "r.csv", taille_bloc=500))
+    assert [str(e) for e in exc.value.erreurs] == ["r.csv:32: transaction: « PP-7 » figure déjà ligne 9"]
+
+
+def test_les_empreintes_refusent_un_lot_avec_doublon_sans_rien_garder():
+    vues = releve.Empreintes()
+    assert vues.ajouter_si_nouvelles(["A", "B"]) and len(vues) == 2
+    assert not vues.ajouter_si_nouvelles(["C", "D", "C"]) and len(vues) == 2
+    assert not vues.ajouter_si_nouvelles(["E", "A"]) and len(vues) == 2
+    assert vues.ajouter_si_nouvelles(["C", "D", "E"]) and len(vues) == 5
+    assert not vues.ajouter_si_nouvelle("D") and vues.ajouter_si_nouvelle("F") and len(vues) == 6
+
+
+@pytest.mark.parametrize("graine", range(4))
+def test_un_gros_releve_abime_au_hasard_donne_ce_que_donne_le_chemin_de_reference(graine):
+    # Des datamatrix abîmés d'un caractère (clés, fixes, rang, montant, longueur), tous les mois (code
+    # période « 1 » compris), des blocs de tailles diverses : mêmes paiements, mêmes raisons.
+    hasard = random.Random(graine)
+    lignes = []
+    for i in range(1500):
+        charge = charge_utile(code_etablissement=f"{hasard.randrange(1000):03d}",
+                              periode=f"20{hasard.randrange(10, 99)}-{hasard.randrange(1, 13):02d}",
+                              code_produit=f"{hasard.randrange(1000):03d}", numero_dette=hasard.randrange(1, 10**15),
+                              codique=f"{hasard.randrange(10**6):06d}", montant_centimes=hasard.randrange(1, 10**8))
+        tirage = hasard.random()
+        if tirage < 0.15:
+            position = hasard.randrange(40, 130)
+            charge = charge[:position] + hasard.choice("0123456789 A~") + charge[position + 1:]
+        elif tirage < 0.17:
+            charge = charge[hasard.randrange(1, 64):]
+        lignes.append(ligne(transaction=f"PP-{graine}-{i}", datamatrix=charge,
+                            montant=f"{hasard.randrange(0, 500)}.{hasard.randrange(100):02d}".replace("0.00", "0.01"),
+                            mode=MODES[i % 2], point_de_vente=f"TAB-{hasard.randrange(50)}"))
+    contenu = fichier(*lignes)
+    _, reference = lire_les_deux(contenu)
+    assert reference[1] is None
+    for taille_bloc in (hasard.randrange(300, 5000), 1 << 16, 1 << 20):
+        par_blocs = list(releve.lire_releve_flux(io.BytesIO(contenu), "r.csv", taille_bloc=taille_bloc))
+        assert par_blocs == reference[0]
+    assert sum(not p.details["datamatrix_valide"] for p in reference[0]) > 100
+
+
+def test_la_lecture_est_un_iterateur_qui_finit_par_le_refus():
+    contenu = fichier(LIGNE, ligne(transaction="PP-2", montant="1,00"))
+    lecteur = releve.lire_releve_flux(io.BytesIO(contenu), "r.csv")
+    assert iter(lecteur) is lecteur and next(lecteur).reference == "PP-2026-0000981"
+    with pytest.raises(FichierRefuse):
+        next(lecteur)

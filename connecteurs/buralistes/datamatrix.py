@@ -26,10 +26,10 @@ facture trouvée (et le code établissement à la configuration). Les tests épi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from itertools import repeat
-from operator import add, attrgetter, eq, itemgetter, mod, mul, sub
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Iterable
+from functools import partial
+from operator import itemgetter, mul
+from typing import Final, Literal, NamedTuple
 
 LONGUEUR = 130
 ALPHABET_CLE2 = "ABCDEFGHJKLMNPQRSTUVWXY"  # ni I, ni O, ni Z : la lettre de Cle2 du titre
@@ -154,11 +154,9 @@ class _Entete(NamedTuple):
 
     cle5: str
     restes: tuple[tuple[int, int], ...]  # (mois, reste)
-    restes4: tuple[int, int, int, int]  # les restes seuls, complétés à quatre en répétant le premier
 
 
 _ENTETES: dict[str, _Entete] = {}
-_ENTETE_ILLISIBLE = _Entete("", (), (-1, -1, -1, -1))  # positions 65-75 illisibles : charge utile déjà invalide
 _CACHE_MAXI = 10_000  # du bruit ne doit pas faire grossir les caches
 
 
@@ -167,9 +165,7 @@ def _entete(bloc5: str) -> _Entete:
     if entete is None:
         exercice = bloc5[9:11]
         restes = tuple((int(mo), int(exercice + mo + "00") * 10**13 % 23) for mo in _MOIS_DU_CODE[bloc5[3]])
-        r = [reste for _, reste in restes]
-        r += r[:1] * (4 - len(r))
-        entete = _Entete(_CLE5[int(bloc5) % 11], restes, (r[0], r[1], r[2], r[3]))
+        entete = _Entete(_CLE5[int(bloc5) % 11], restes)
         if len(_ENTETES) >= _CACHE_MAXI:
             _ENTETES.clear()
         _ENTETES[bloc5] = entete
@@ -439,121 +435,186 @@ def _decoder_detaille(payload: str) -> DatamatrixDecode:
 
 # --- Contrôle en bloc (relevés) -------------------------------------------------------------------
 # Un relevé porte des milliers de charges utiles par bloc lu : on les contrôle colonne par colonne
-# (la k-ième position de toutes les charges utiles est une tranche `tout[k::130]`) et les sommes
+# (la k-ième position de toutes les charges utiles est une tranche `octets[k::pas]`) et les sommes
 # pondérées se font toutes à la fois, chaque charge utile dans sa « voie » de 16 bits d'un grand
-# entier (aucune somme ne dépasse 2 925 : pas de retenue d'une voie à l'autre). Tout est fait par des
-# boucles en C (tranches, translate, int.from_bytes, map) ; le résultat est celui de `decoder(...).valide`
-# pour chaque charge utile (les tests le vérifient), et `decoder` reste celui qui dit ce qui est faux.
+# entier (aucune somme ne dépasse 3 500 : pas de retenue d'une voie à l'autre). Chaque clé lue entre
+# dans la somme, de façon que la somme soit juste si et seulement si son reste vaut une constante :
+# le reste de chaque voie se prend octet par octet (bytes.translate), et le contrôle de tout le bloc
+# est une comparaison d'octets. Aucun objet Python par charge utile, sauf le numéro de dette et le
+# montant dû, qu'il faut bien donner. Le résultat est celui de `decoder(...).valide` pour chaque
+# charge utile (les tests le vérifient) ; `decoder` reste celui qui dit ce qui est faux.
 
 _FIXES_EN_BLOC: tuple[tuple[int, bytes], ...] = tuple(
     (debut + i, attendu[i].encode()) for debut, _, attendu, _ in _FIXES for i in range(len(attendu))
 ) + tuple((86 + i, c.encode()) for i, c in enumerate(_CLE3))  # clé 3 : ne porte que sur des caractères fixes
 _CHIFFRES_EN_BLOC: tuple[int, ...] = (
     *range(64, 67), 67, *range(68, 71), 73, 74, 75, 89, 90, 91, 92, *range(93, 108), *range(108, 114), 116, 117)
-_NUL = bytes(256)
 
 
-def _table_poids(poids: int) -> bytes:
-    """Octet → poids × chiffre (0 pour tout autre octet, espace compris)."""
-    table = bytearray(256)
-    for c in range(10):
-        table[_ZERO + c] = poids * c
-    return bytes(table)
+def _table(f: Callable[[int], int]) -> bytes:
+    """Table de `bytes.translate` : octet → f(octet)."""
+    return bytes(f(c) for c in range(256))
 
 
-_TABLES_POIDS = tuple(_table_poids(w) for w in range(26))  # poids × 9 ≤ 225 : tient dans un octet
-_POIDS_CLE5 = tuple((74 - j, 10 ** j % 11) for j in range(11))  # positions 65-75 : int mod 11
-_POIDS_CLE2 = tuple((115 - j, j + 1) for j in range(25))  # positions 92-116
-_POIDS_FIN_DETTE = tuple((107 - j, 10 ** j % 23) for j in range(13))  # 13 derniers chiffres : int mod 23
-_POIDS_MONTANT = tuple((129 - j, j + 1) for j in range(8))  # positions 123-130 (espaces : 0)
+def _table_chiffres(f: Callable[[int], int]) -> bytes:
+    """Chiffre ASCII → f(chiffre) ; tout autre octet, espace compris, → 0 (déjà refusé ailleurs s'il le faut)."""
+    return _table(lambda c: f(c - _ZERO) if _ZERO <= c <= _ZERO + 9 else 0)
 
 
-def _sommes_en_bloc(octets: bytes, n: int, poids: tuple[tuple[int, int], ...]) -> list[int]:
-    """Pour chacune des n charges utiles (130 octets chacune, à la suite) : Σ poids × chiffre aux positions."""
+def _table_egal(*valeurs: int) -> bytes:
+    """Octet → 1 s'il est l'une des `valeurs`, sinon 0."""
+    return _table(lambda c: int(c in valeurs))
+
+
+_EGAL = tuple(bytes(c == v for c in range(256)) for v in range(256))  # _EGAL[v] : _table_egal(v), toute prête
+
+
+_TABLES_POIDS = tuple(_table_chiffres(partial(mul, w)) for w in range(26))  # poids × 9 ≤ 225 : un octet
+_TABLES_COMPLEMENT = {1: _table_chiffres(lambda d: 9 - d), 10: _table_chiffres(lambda d: 10 * (9 - d))}
+_MOD = {m: bytes(c % m for c in range(256)) for m in (11, 23, 100)}
+_HAUT_MOD = {m: bytes(256 * c % m for c in range(256)) for m in (11, 23, 100)}  # l'octet fort d'une voie
+_UN: Final = b"\x01"
+_EST_CHIFFRE = _table_chiffres(lambda d: 1)
+_EST_PERIODE = _table_chiffres(lambda d: int(d != 0))
+_128_MOINS = _table(lambda c: (128 - c) % 256)
+_EST_128 = _table_egal(128)
+_CLE5_DU_RESTE = _table(lambda r: ord(_CLE5[r]) if r < 11 else 0)
+
+
+def _cle_lue(debut: int) -> tuple[tuple[int, bytes], ...]:
+    """La clé de deux chiffres lue aux positions debut, debut + 1, comptée 99 - clé (positive)."""
+    return (debut, _TABLES_COMPLEMENT[10]), (debut + 1, _TABLES_COMPLEMENT[1])
+
+
+def _poids(positions_poids: Iterable[tuple[int, int]]) -> tuple[tuple[int, bytes], ...]:
+    return tuple((position, _TABLES_POIDS[w]) for position, w in positions_poids)
+
+
+# Clé 5 : int(positions 65-75) mod 11, chiffre par chiffre (10^j mod 11).
+_EN_BLOC_CLE5 = _poids((74 - j, 10 ** j % 11) for j in range(11))
+# Clé 2 : positions 92-114 (poids 25 à 3 ; « 49 » en 115-116, caractères fixes, compte 2 × 4 + 9), moins la clé
+# lue : juste si et seulement si la somme vaut 99 - 17 modulo 100.
+_EN_BLOC_CLE2 = _poids((115 - j, j + 1) for j in range(2, 25)) + _cle_lue(89)
+_RESTE_CLE2 = (99 - 17) % 100
+# Clé 1 : positions 123-130 (poids 8 à 1, espaces : 0), plus S1 de « 806 », moins la clé lue.
+_EN_BLOC_CLE1 = _poids((129 - j, j + 1) for j in range(8)) + _cle_lue(116)
+_RESTE_CLE1 = (99 - _S1_806) % 100
+# Rang : N = int(exercice + mois + « 00 » + 13 derniers chiffres de la dette), juste si N mod 23 + 1 est le rang
+# lu r = 10 a + b, soit N + 13 a + 22 b + 1 ≡ 0 (mod 23) (-10 ≡ 13, -1 ≡ 22). Partie commune : la fin de la
+# dette (10^j mod 23) et le rang lu. Mois d'un chiffre (le code période) : N = exercice × 10^16 + mois × 10^15
+# + fin ; mois de deux chiffres (10 à 12, code période « 1 ») : N = exercice × 10^17 + mois × 10^15 + fin.
+_EN_BLOC_RANG = _poids((107 - j, 10 ** j % 23) for j in range(13)) + _poids(((91, 13), (92, 22)))
+_EN_BLOC_MOIS_1_CHIFFRE = _poids(((73, 10 ** 17 % 23), (74, 10 ** 16 % 23), (67, 10 ** 15 % 23)))
+_EN_BLOC_MOIS_2_CHIFFRES = _poids(((73, 10 ** 18 % 23), (74, 10 ** 17 % 23)))
+_RESTE_RANG_1_CHIFFRE = 22  # N + ... + 1 ≡ 0
+_RESTES_RANG_2_CHIFFRES = _table_egal(*((-1 - mois * 10 ** 15) % 23 for mois in (10, 11, 12)))
+_RANG_DE_01_A_23 = _table_egal(*range(1, 24))
+_RANG_LU = _poids(((91, 10), (92, 1)))
+_MONTANT_DU = itemgetter(slice(122, 130))
+_DETTE = itemgetter(slice(93, 108))
+
+
+def _somme(octets: bytes, pas: int, decalage: int, poids: tuple[tuple[int, bytes], ...]) -> int:
+    """Les sommes pondérées de toutes les charges utiles, une par voie de 16 bits d'un grand entier."""
     total = 0
-    for position, w in poids:
-        colonne = octets[position::LONGUEUR].translate(_TABLES_POIDS[w])
+    for position, table in poids:
+        colonne = octets[decalage + position::pas].translate(table)
         total += int.from_bytes(colonne.decode("latin-1").encode("utf-16-le"), "little")
-    return list(map(ord, total.to_bytes(2 * n, "little").decode("utf-16-le")))
+    return total
 
 
-def _marquer(valides: bytearray, colonne: bytes, bons: bytes) -> None:
-    """Invalide les charges utiles dont l'octet de cette colonne n'est pas dans `bons`."""
-    for i, c in enumerate(colonne):
-        if c not in bons:
-            valides[i] = 0
+def _restes(total: int, n: int, m: int) -> bytes:
+    """Le reste modulo m de chaque voie de 16 bits de `total`, un octet par charge utile :
+    (octet faible + 256 × octet fort) mod m, par tables (deux restes < m s'ajoutent sans retenue)."""
+    voies = total.to_bytes(2 * n, "little")
+    somme = (int.from_bytes(voies[0::2].translate(_MOD[m]), "little")
+             + int.from_bytes(voies[1::2].translate(_HAUT_MOD[m]), "little"))
+    return somme.to_bytes(n, "little").translate(_MOD[m])
 
 
-def _invalider(valides: bytearray, justes: list[bool] | list[int]) -> None:
-    """Invalide les charges utiles dont la valeur est fausse (ou nulle)."""
-    if not all(justes):
-        for i, juste in enumerate(justes):
-            if not juste:
-                valides[i] = 0
+def _octets(total: int, n: int) -> bytes:
+    return total.to_bytes(n, "little")
+
+
+def _masque(octets: bytes) -> int:
+    return int.from_bytes(octets, "little")
+
+
+def _egaux(a: bytes, b: bytes) -> int:
+    """Masque (1 par voie d'un octet) des positions où deux chaînes d'octets < 128 sont égales :
+    a + (128 - b) vaut 128 là seulement, sans retenue d'une voie à l'autre."""
+    return _masque(_octets(_masque(a) + _masque(b.translate(_128_MOINS)), len(a)).translate(_EST_128))
+
+
+def controler_octets(octets: bytes, n: int, pas: int = LONGUEUR, decalage: int = 0) -> bytes:
+    """Pour n charges utiles de 130 octets ASCII imprimables, la i-ème à `decalage + i × pas` dans `octets` :
+    un octet par charge utile, 1 si `decoder` la dit valide (hors numéro de dette nul), 0 sinon."""
+    masques: list[int] = []  # un masque par contrôle qui échoue quelque part (1 : juste)
+    for position, attendu in _FIXES_EN_BLOC:
+        colonne = octets[decalage + position::pas]
+        if colonne != attendu * n:
+            masques.append(_masque(colonne.translate(_EGAL[attendu[0]])))
+    for position in _CHIFFRES_EN_BLOC:
+        colonne = octets[decalage + position::pas]
+        if not colonne.isdigit():
+            masques.append(_masque(colonne.translate(_EST_CHIFFRE)))
+    colonne = octets[decalage + 67::pas]  # code période : 1 à 9
+    if b"0" in colonne:
+        masques.append(_masque(colonne.translate(_EST_PERIODE)))
+    # Clé 5 : le caractère attendu pour le reste, contre celui lu.
+    cles5 = _restes(_somme(octets, pas, decalage, _EN_BLOC_CLE5), n, 11).translate(_CLE5_DU_RESTE)
+    lues5 = octets[decalage + 75::pas]
+    if cles5 != lues5:
+        masques.append(_egaux(cles5, lues5))
+    # Clés 2 et 1 : la clé lue est dans la somme, qui doit avoir un reste fixe.
+    for poids, reste in ((_EN_BLOC_CLE2, _RESTE_CLE2), (_EN_BLOC_CLE1, _RESTE_CLE1)):
+        restes = _restes(_somme(octets, pas, decalage, poids), n, 100)
+        if restes != bytes((reste,)) * n:
+            masques.append(_masque(restes.translate(_EGAL[reste])))
+    # Rang : de 01 à 23, et juste pour le mois du code période, ou pour octobre à décembre s'il vaut « 1 ».
+    rangs = _octets(_somme(octets, pas, decalage, _RANG_LU), 2 * n)[0::2]
+    if rangs.translate(None, bytes(range(1, 24))):
+        masques.append(_masque(rangs.translate(_RANG_DE_01_A_23)))
+    commun = _somme(octets, pas, decalage, _EN_BLOC_RANG)
+    restes = _restes(commun + _somme(octets, pas, decalage, _EN_BLOC_MOIS_1_CHIFFRE), n, 23)
+    if restes != bytes((_RESTE_RANG_1_CHIFFRE,)) * n:
+        un_chiffre = _masque(restes.translate(_EGAL[_RESTE_RANG_1_CHIFFRE]))
+        deux_chiffres = _restes(commun + _somme(octets, pas, decalage, _EN_BLOC_MOIS_2_CHIFFRES), n, 23)
+        code_1 = _masque(octets[decalage + 67::pas].translate(_EGAL[ord("1")]))
+        masques.append(un_chiffre | (_masque(deux_chiffres.translate(_RESTES_RANG_2_CHIFFRES)) & code_1))
+    if not masques:
+        return _UN * n
+    tout = masques[0]
+    for masque in masques[1:]:
+        tout &= masque
+    return _octets(tout, n)
+
+
+def valeurs_en_bloc(charges: list[str], valides: bytes) -> tuple[bytes, list[int], list[int]]:
+    """Numéro de dette et montant dû de chaque charge utile contrôlée par `controler_octets` ; `valides`
+    revient avec, en plus, les charges utiles au montant mal formé ou à la dette nulle marquées 0."""
+    # Montant : centimes cadrés à droite, complétés d'espaces, sans zéro de tête, pas vide.
+    montants_lus = list(map(str.lstrip, map(_MONTANT_DU, charges)))
+    if not ("".join(montants_lus).isdigit() and all(montants_lus)
+            and "0" not in "".join(map(itemgetter(0), montants_lus))):
+        valides = bytes(v and m.isdigit() and m[0] != "0" for v, m in zip(valides, montants_lus, strict=True))
+    try:
+        dettes = list(map(int, map(_DETTE, charges)))
+        montants = list(map(int, montants_lus))
+    except ValueError:  # des chiffres illisibles : seulement dans une charge utile déjà invalide
+        dettes = [int(_DETTE(c)) if v else 0 for c, v in zip(charges, valides, strict=True)]
+        montants = [int(m) if v else 0 for m, v in zip(montants_lus, valides, strict=True)]
+    if 0 in dettes:
+        valides = bytes(v and d != 0 for v, d in zip(valides, dettes, strict=True))
+    return valides, dettes, montants
 
 
 def controler_en_bloc(charges: list[str]) -> tuple[list[bool], list[int], list[int]]:
     """Pour des charges utiles de 130 caractères ASCII imprimables : pour chacune, si `decoder` la dit
-    valide, avec son numéro de dette et son montant dû (0 et 0 si elle ne l'est pas)."""
+    valide, avec son numéro de dette et son montant dû (sans valeur garantie si elle ne l'est pas)."""
     n = len(charges)
     tout = "".join(charges)
     if not n or len(tout) != LONGUEUR * n or min(map(len, charges)) != LONGUEUR or not tout.isascii():
         raise ValueError("130 caractères ASCII par charge utile attendus")
-    valides = bytearray(b"\x01") * n
-    octets = tout.encode("ascii")
-    for position, attendu in _FIXES_EN_BLOC:
-        colonne = octets[position::LONGUEUR]
-        if colonne != attendu * n:
-            _marquer(valides, colonne, attendu)
-    for position in _CHIFFRES_EN_BLOC:
-        colonne = octets[position::LONGUEUR]
-        if not colonne.isdigit():
-            _marquer(valides, colonne, b"0123456789")
-    colonne = octets[67::LONGUEUR]  # code période : 1 à 9
-    if b"0" in colonne:
-        _marquer(valides, colonne, b"123456789")
-    # Montant : centimes cadrés à droite, complétés d'espaces, sans zéro de tête, pas vide.
-    montants_lus = list(map(str.lstrip, map(itemgetter(slice(122, 130)), charges)))
-    if not ("".join(montants_lus).isdigit() and all(montants_lus)
-            and "0" not in "".join(map(itemgetter(0), montants_lus))):
-        for i, m in enumerate(montants_lus):
-            if not (m.isdigit() and m[0] != "0"):
-                valides[i] = 0
-    # Clé 5, clé 2, clé 1 : la clé lue (deux chiffres : poids 10 et 1) contre la clé recalculée.
-    cles5 = "".join(map(_CLE5.__getitem__, map(mod, _sommes_en_bloc(octets, n, _POIDS_CLE5), repeat(11))))
-    lues5 = tout[75::LONGUEUR]
-    if cles5 != lues5:
-        for i, (a, b) in enumerate(zip(cles5, lues5, strict=True)):
-            if a != b:
-                valides[i] = 0
-    for calculees, lues in (
-        (map(mod, _sommes_en_bloc(octets, n, _POIDS_CLE2), repeat(100)),
-         _sommes_en_bloc(octets, n, ((89, 10), (90, 1)))),
-        (map(mod, map(add, _sommes_en_bloc(octets, n, _POIDS_MONTANT), repeat(_S1_806)), repeat(100)),
-         _sommes_en_bloc(octets, n, ((116, 10), (117, 1)))),
-    ):
-        _invalider(valides, list(map(eq, calculees, lues)))
-    # Rang mod 23 : (reste du début + 13 derniers chiffres de la dette) mod 23 + 1, pour l'un des mois
-    # possibles (quatre pour le code période « 1 » : les restes de chaque en-tête sont complétés à quatre).
-    fins = _sommes_en_bloc(octets, n, _POIDS_FIN_DETTE)
-    rangs_moins_1 = list(map(sub, _sommes_en_bloc(octets, n, ((91, 10), (92, 1))), repeat(1)))
-    blocs5 = list(map(itemgetter(slice(64, 75)), charges))
-    entetes = {b: _ENTETES.get(b) or _entete(b) for b in set(blocs5) if b.isdigit() and b[3] != "0"}
-    restes = list(map(attrgetter("restes4"), map(entetes.get, blocs5, repeat(_ENTETE_ILLISIBLE))))
-    justes = list(map(eq, map(mod, map(add, map(itemgetter(0), restes), fins), repeat(23)), rangs_moins_1))
-    if not all(justes):  # les autres mois possibles du code période « 1 »
-        for i, juste in enumerate(justes):
-            if not juste:
-                _, r1, r2, r3 = restes[i]
-                fin, rang = fins[i], rangs_moins_1[i]
-                justes[i] = (r1 + fin) % 23 == rang or (r2 + fin) % 23 == rang or (r3 + fin) % 23 == rang
-    _invalider(valides, justes)
-    try:
-        dettes = list(map(int, map(itemgetter(slice(93, 108)), charges)))
-        montants = list(map(int, montants_lus))
-    except ValueError:  # des chiffres illisibles : seulement dans une charge utile déjà invalide
-        dettes = [int(c[93:108]) if v else 0 for c, v in zip(charges, valides, strict=True)]
-        montants = [int(m) if v else 0 for m, v in zip(montants_lus, valides, strict=True)]
-    if 0 in dettes:
-        _invalider(valides, dettes)
+    valides, dettes, montants = valeurs_en_bloc(charges, controler_octets(tout.encode("ascii"), n))
     return list(map(bool, valides)), dettes, montants
