@@ -117,12 +117,17 @@ def main() -> None:
     p.add_argument("--nombre", type=int, default=1_000_000)
     p.add_argument("--bases", default="sqlite,postgresql")
     p.add_argument("--generer", metavar="DOSSIER", help=argparse.SUPPRESS)  # usage interne : les fichiers seuls
+    p.add_argument("--garder", metavar="DOSSIER", type=Path,
+                   help="travaille dans ce dossier (vide) et l'y laisse : fichiers et base SQLite à comparer")
     args = p.parse_args()
     if args.generer:
         generer(Path(args.generer), args.nombre)
         return
     with tempfile.TemporaryDirectory() as tmp:
         dossier = Path(tmp)
+        if args.garder:
+            args.garder.mkdir(parents=True, exist_ok=True)
+            dossier = args.garder.resolve()
         fjsonl = dossier / "factures.jsonl"
         # Dans un processus à part : un processus `regie` lancé par un parent de plusieurs Go hériterait
         # de sa mémoire maximale (le noyau la garde à l'exec) et fausserait la mesure.

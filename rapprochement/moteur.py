@@ -12,7 +12,8 @@ import os
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture, statut_paiement
 from regie.progression import Progression
-from regie.registre.masse import inserer, sans_ramasse_miettes, table_de
+from regie.registre.masse import inserer, inserer_tuples, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Affectation,
     Anomalie,
@@ -55,6 +56,13 @@ from regie.registre.types import maintenant
 log = structlog.get_logger()
 VERROU_RAPPROCHEMENT = 72_630_001
 TAILLE_LOT = 1000
+LOTS_PAR_TRANSACTION = 5
+# Pages du journal WAL (4 Kio) avant un point de contrôle pendant le rapprochement (1000 par défaut) :
+# une page d'index réécrite par plusieurs transactions n'est recopiée dans la base qu'une fois.
+PAGES_AVANT_POINT_DE_CONTROLE = 20_000
+COLONNES_AFFECTATION = ("paiement_id", "facture_id", "ligne_id", "montant", "regle", "preuve", "auteur", "cree_le")
+COLONNES_MOUVEMENT = ("dossier_id", "quand", "nature", "libelle", "montant", "delta_du", "delta_credit", "delta_tresor",
+                      "facture_id", "paiement_id", "cree_le")
 _JETON = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
 STATUTS_OUVERTS = ("emise", "partiellement_payee", "titree")
 TITRES_ACTIFS = ("emis", "transmis", "accepte")
@@ -82,6 +90,31 @@ def verrouiller(conn: Connection) -> None:
     """Un seul moteur écrit à la fois (PostgreSQL) ; SQLite a déjà pris son verrou (BEGIN IMMEDIATE)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VERROU_RAPPROCHEMENT})
+
+
+@contextmanager
+def _points_de_controle_espaces(app: Application) -> Iterator[None]:
+    """SQLite : points de contrôle du WAL plus rares le temps du rapprochement, puis le réglage d'avant.
+
+    Réglage de la connexion (celle que le pool rend à chaque lot), posé hors transaction.
+    """
+    if app.moteur.dialect.name != "sqlite":
+        yield
+        return
+    brute = app.moteur.raw_connection()
+    try:
+        avant = brute.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0]  # type: ignore[union-attr]
+        brute.driver_connection.execute(f"PRAGMA wal_autocheckpoint={PAGES_AVANT_POINT_DE_CONTROLE}")  # type: ignore[union-attr]
+    finally:
+        brute.close()
+    try:
+        yield
+    finally:
+        brute = app.moteur.raw_connection()
+        try:
+            brute.driver_connection.execute(f"PRAGMA wal_autocheckpoint={int(avant)}")  # type: ignore[union-attr]
+        finally:
+            brute.close()
 
 
 def _derniere_arrivee(conn: Connection) -> Any:
@@ -116,14 +149,22 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
     with app.moteur.connect() as conn:
         a_voir = list(ids) if ids is not None else _ouverts(conn)
     progression = Progression("rapprochement", "paiements")
-    with sans_ramasse_miettes():
-        for debut in range(0, len(a_voir), taille_lot):
+    lots = [a_voir[debut:debut + taille_lot] for debut in range(0, len(a_voir), taille_lot)]
+    with sans_ramasse_miettes(), _points_de_controle_espaces(app):
+        for premier in range(0, len(lots), LOTS_PAR_TRANSACTION):
+            groupe = lots[premier:premier + LOTS_PAR_TRANSACTION]
+            # Plusieurs lots par transaction : SQLite réécrit à chaque validation toutes les pages d'index
+            # touchées (reste dû, statuts), les mêmes d'un lot à l'autre. Chaque lot reprend le verrou et
+            # relit ses paiements : il voit les écritures des lots précédents, les décisions sont les mêmes.
             with app.moteur.begin() as conn:
-                verrouiller(conn)
-                lot = _Lot(conn, bilan)
-                lot.traiter(a_voir[debut:debut + taille_lot])
-                lot.ecrire()
-            progression.avancer(len(a_voir[debut:debut + taille_lot]))
+                for rang, ids_lot in enumerate(groupe, 1):
+                    verrouiller(conn)
+                    lot = _Lot(conn, bilan)
+                    lot.traiter(ids_lot)
+                    lot.ecrire()
+                    if rang < len(groupe):
+                        points_de_crash.point("rapprochement_lot")  # un point par lot : ici, avant la validation
+            progression.avancer(sum(len(ids_lot) for ids_lot in groupe))
             points_de_crash.point("rapprochement_lot")
     progression.terminer()
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
@@ -166,17 +207,22 @@ class _Lot:
         self.conn = conn
         self.bilan = bilan
         self.now = maintenant()
+        # Lié une fois par lot : le mandataire de `structlog.get_logger()` se relie à chaque appel (2 µs).
+        self.journal = log.bind()
         self.factures: dict[int, FactureEtat] = {}
         self.par_numero: dict[str, int] = {}
         self.par_dette: dict[int, int] = {}
         self.par_refdet: dict[str, list[int]] = defaultdict(list)
         self.lignes_modifiees: set[int] = set()
         self.factures_modifiees: set[int] = set()
-        self.affectations: list[dict[str, Any]] = []
-        self.mouvements: list[dict[str, Any]] = []
+        self.affectations: list[tuple[Any, ...]] = []
+        self.mouvements: list[tuple[Any, ...]] = []
         self.anomalies: list[dict[str, Any]] = []
         self.anomalies_closes: list[int] = []
         self.paiements: list[dict[str, Any]] = []
+        # Valeurs lues des colonnes que l'écriture ne touche que si elles changent (voir `ecrire`).
+        self.statut_lu: dict[int, str] = {}
+        self.paiement_lu: dict[int, tuple[str | None, int | None, int | None]] = {}
         self.remises: list[dict[str, Any]] = []
         self.index_ligne: dict[int, LigneEtat] = {}
         self.suggerer = True
@@ -198,6 +244,7 @@ class _Lot:
                 continue
             self.factures[fid] = FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs,
                                              echeance, statut == "titree", [], nom)
+            self.statut_lu[fid] = statut
             self.par_numero[numero] = fid
             self.par_dette[dette] = fid
             self.par_refdet[refdet].append(fid)
@@ -243,16 +290,17 @@ class _Lot:
         lignes = self.conn.execute(
             select(Paiement.id, Paiement.canal, Paiement.reference, Paiement.montant, Paiement.recu_le,
                    Paiement.reference_facture, Paiement.details, Paiement.statut, Paiement.anomalie,
-                   Paiement.decision_manuelle)
+                   Paiement.decision_manuelle, Paiement.dossier_id, Paiement.confirme_paiement_id)
             .where(Paiement.id.in_(ids))).all()
         ordre = {pid: i for i, pid in enumerate(ids)}
         vues: list[tuple[PaiementVue, str, str | None]] = []
-        for pid, canal, ref, montant, recu_le, ref_fac, details, statut, anomalie, manuelle in sorted(
-                lignes, key=lambda r: ordre[r[0]]):
+        for (pid, canal, ref, montant, recu_le, ref_fac, details, statut, anomalie, manuelle, dossier_id,
+             confirme) in sorted(lignes, key=lambda r: ordre[r[0]]):
             # Relu sous le verrou : un autre moteur (ou un agent) a pu le traiter entre-temps.
             if not (statut == "a_traiter" or (statut == "en_anomalie" and anomalie in CODES_REESSAYES
                                               and not manuelle)):
                 continue
+            self.paiement_lu[pid] = (anomalie, dossier_id, confirme)
             vues.append((PaiementVue(pid, canal, ref, montant, recu_le, ref_fac, details.get("remise"),
                                      dict(details)), statut, anomalie))
         self._precharger([v for v, _, _ in vues])
@@ -434,22 +482,18 @@ class _Lot:
             f.paye += part.montant
             par_facture[f.id] += part.montant
             self.lignes_modifiees.add(ligne.id)
-            self.affectations.append({
-                "paiement_id": p.id, "avoir_id": None, "facture_id": f.id, "ligne_id": ligne.id,
-                "montant": part.montant, "regle": d.regle, "preuve": d.preuve, "annule_id": None,
-                "auteur": "systeme", "cree_le": self.now})
+            # La même preuve (un seul objet) pour chaque part : encodée une fois (`inserer_tuples`).
+            self.affectations.append((p.id, f.id, ligne.id, part.montant, d.regle, d.preuve, "systeme", self.now))
         dossier_id = None
         for fid, montant in par_facture.items():
             f = self.factures[fid]
             f.statut = statut_facture(f.montant, f.paye, f.avoirs, f.titree)
             self.factures_modifiees.add(fid)
             dossier_id = dossier_id or f.dossier_id
-            self.mouvements.append({
-                "dossier_id": f.dossier_id, "quand": p.recu_le, "nature": "paiement",
-                "libelle": f"Paiement {p.canal} {p.reference} affecté à la facture {f.numero}"[:300],
-                "montant": montant, "delta_du": 0 if f.titree else -montant, "delta_credit": 0,
-                "delta_tresor": -montant if f.titree else 0, "facture_id": fid, "paiement_id": p.id,
-                "cree_le": self.now})
+            self.mouvements.append((
+                f.dossier_id, p.recu_le, "paiement",
+                f"Paiement {p.canal} {p.reference} affecté à la facture {f.numero}"[:300],
+                montant, 0 if f.titree else -montant, 0, -montant if f.titree else 0, fid, p.id, self.now))
         affecte = d.affecte
         if d.anomalie:
             statut = "en_anomalie"
@@ -470,8 +514,8 @@ class _Lot:
             self.remises.append({"r_id": d.remise_confirmee_id, "r_statut": "confirmee", "r_le": self.now})
         self.paiements.append({"p_id": p.id, "p_affecte": affecte, "p_statut": statut, "p_anomalie": d.anomalie,
                                "p_dossier": dossier_id, "confirme_paiement_id": d.confirme_paiement_id})
-        log.info("paiement_rapproche", paiement_id=p.id, canal=p.canal, reference=p.reference, regle=d.regle,
-                 statut=statut, anomalie=d.anomalie, affecte=affecte)
+        self.journal.info("paiement_rapproche", paiement_id=p.id, canal=p.canal, reference=p.reference,
+                          regle=d.regle, statut=statut, anomalie=d.anomalie, affecte=affecte)
 
     def ecrire(self) -> None:
         c = self.conn
@@ -483,19 +527,35 @@ class _Lot:
                                              Anomalie.statut != "resolue", Anomalie.code.in_(CODES_REESSAYES))
                       .values(statut="resolue", resolue_le=self.now, resolue_par="systeme",
                               resolution="rapprochement_automatique"))
-        inserer(c, table_de(Affectation), self.affectations)
-        inserer(c, table_de(MouvementCompte), self.mouvements)
+        inserer_tuples(c, table_de(Affectation), COLONNES_AFFECTATION, self.affectations)
+        inserer_tuples(c, table_de(MouvementCompte), COLONNES_MOUVEMENT, self.mouvements)
         inserer(c, table_de(Anomalie), self.anomalies)
         mettre_a_jour(c, "ligne_facture", ["paye = {}"], "id",
                       [(self.index_ligne[i].paye, i) for i in sorted(self.lignes_modifiees)], ("bigint", "bigint"))
+        # Une colonne indexée n'est écrite que si sa valeur change : sous SQLite, l'écrire coûte la
+        # mise à jour de ses index (ou la vérification de sa clé étrangère) même à valeur égale.
+        factures = sorted(self.factures_modifiees)
         mettre_a_jour(c, "facture", ["paye = {}", "statut = {}"], "id",
-                      [(self.factures[i].paye, self.factures[i].statut, i) for i in sorted(self.factures_modifiees)],
-                      ("bigint", "text", "bigint"))
-        mettre_a_jour(c, "paiement", ["affecte = affecte + {}", "statut = {}", "anomalie = {}",
-                                      "dossier_id = coalesce({}, dossier_id)", "confirme_paiement_id = {}",
-                                      "version = version + 1"], "id",
-                      [(m["p_affecte"], m["p_statut"], m["p_anomalie"], m["p_dossier"], m["confirme_paiement_id"],
-                        m["p_id"]) for m in self.paiements], ("bigint", "text", "text", "bigint", "bigint", "bigint"))
+                      [(f.paye, f.statut, f.id) for i in factures
+                       if (f := self.factures[i]).statut != self.statut_lu[i]], ("bigint", "text", "bigint"))
+        mettre_a_jour(c, "facture", ["paye = {}"], "id",
+                      [(f.paye, f.id) for i in factures if (f := self.factures[i]).statut == self.statut_lu[i]],
+                      ("bigint", "bigint"))
+        par_colonnes: dict[tuple[bool, bool, bool], list[tuple[Any, ...]]] = defaultdict(list)
+        for m in self.paiements:
+            anomalie, dossier, confirme = self.paiement_lu[m["p_id"]]
+            changent = (m["p_anomalie"] != anomalie, m["p_dossier"] is not None and m["p_dossier"] != dossier,
+                        m["confirme_paiement_id"] != confirme)
+            valeurs = [v for v, change in zip((m["p_anomalie"], m["p_dossier"], m["confirme_paiement_id"]), changent,
+                                              strict=True) if change]
+            par_colonnes[changent].append((m["p_affecte"], m["p_statut"], *valeurs, m["p_id"]))
+        for changent, lignes in sorted(par_colonnes.items()):
+            colonnes = [(sql, t) for (sql, t), change in zip(
+                (("anomalie = {}", "text"), ("dossier_id = {}", "bigint"), ("confirme_paiement_id = {}", "bigint")),
+                changent, strict=True) if change]
+            mettre_a_jour(c, "paiement", ["affecte = affecte + {}", "statut = {}", *(sql for sql, _ in colonnes),
+                                          "version = version + 1"], "id", lignes,
+                          ("bigint", "text", *(t for _, t in colonnes), "bigint"))
         if self.remises:
             t = table_de(Remise)
             c.execute(update(t).where(t.c.id == bindparam("r_id")).values(

@@ -38,8 +38,12 @@ def _convertir_colonne(valeurs: Sequence[Any], proc: Callable[[Any], Any]) -> li
     try:
         # Les dates et instants se répètent : chaque valeur distincte est convertie une fois.
         table = {v: None if v is None else proc(v) for v in set(valeurs)}
-    except TypeError:  # JSON (dict, list) : pas de mémo possible
-        return [None if v is None else proc(v) for v in valeurs]
+    except TypeError:
+        # JSON (dict, list) : mémo par identité (un même objet partagé par plusieurs lignes, comme la
+        # preuve des parts d'un paiement) ; chaque objet reste vivant dans `valeurs` pendant le calcul.
+        uniques = {id(v): v for v in valeurs}
+        par_objet = {k: None if v is None else proc(v) for k, v in uniques.items()}
+        return [par_objet[id(v)] for v in valeurs]
     return [table[v] for v in valeurs]
 
 

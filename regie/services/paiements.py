@@ -24,7 +24,7 @@ from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture
 from regie.progression import Progression
-from regie.registre.masse import inserer, table_de
+from regie.registre.masse import inserer_tuples, table_de
 from regie.registre.modeles import (
     Anomalie,
     Bordereau,
@@ -49,6 +49,9 @@ log = structlog.get_logger()
 CANAUX_FICHIER = {"buraliste": "buraliste", "cesu": "cesu", "crcesu": "crcesu", "cheque": "cheque",
                   "cfonb": "cfonb", "pes-retour": "pes_retour"}
 TAILLE_LOT = 2000
+COLONNES_PAIEMENT = ("canal", "reference", "montant", "recu_le", "reference_facture", "remise_id", "details", "brut",
+                     "ligne", "empreinte", "fichier_id", "affecte", "en_credit", "rembourse", "statut",
+                     "decision_manuelle", "version", "cree_le")
 _NUMERO_DANS_TEXTE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
 
 
@@ -115,7 +118,7 @@ def _enregistrer_lot(conn: Connection, lot: list[PaiementRecu], fichier_id: int 
             existants[(canal, ref)] = (id_, empreinte)
     remises = _remises(conn, lot)
     now = maintenant()
-    nouveaux: list[dict[str, Any]] = []
+    nouveaux: list[tuple[Any, ...]] = []
     vus: dict[tuple[str, str], tuple[str, PaiementRecu]] = {}
     par_remise: dict[int, tuple[int, int]] = {}
     for r in lot:
@@ -141,21 +144,18 @@ def _enregistrer_lot(conn: Connection, lot: list[PaiementRecu], fichier_id: int 
         if remise_id is not None:
             m, n = par_remise.get(remise_id, (0, 0))
             par_remise[remise_id] = (m + r.montant, n + 1)
-        nouveaux.append({
-            "canal": r.canal, "reference": r.reference, "montant": r.montant, "recu_le": r.recu_le,
-            "reference_facture": r.reference_facture, "dossier_id": None, "remise_id": remise_id,
-            "confirme_paiement_id": None, "details": {**r.details, **({"remise": r.remise} if r.remise else {})},
-            "brut": r.brut, "ligne": r.ligne, "empreinte": empreinte, "fichier_id": fichier_id, "affecte": 0,
-            "en_credit": 0, "rembourse": 0, "statut": "a_traiter", "anomalie": None, "decision_manuelle": False,
-            "version": 1, "cree_le": now,
-        })
+        # Dans l'ordre de COLONNES_PAIEMENT ; dossier, confirmation et anomalie restent NULL.
+        nouveaux.append((
+            r.canal, r.reference, r.montant, r.recu_le, r.reference_facture, remise_id,
+            {**r.details, **({"remise": r.remise} if r.remise else {})}, r.brut, r.ligne, empreinte, fichier_id,
+            0, 0, 0, "a_traiter", False, 1, now))
     _inserer(conn, nouveaux, par_remise, comptes)
 
 
-def _inserer(conn: Connection, nouveaux: list[dict[str, Any]], par_remise: dict[int, tuple[int, int]],
+def _inserer(conn: Connection, nouveaux: list[tuple[Any, ...]], par_remise: dict[int, tuple[int, int]],
              comptes: ComptesPaiements) -> None:
     if nouveaux:
-        inserer(conn, table_de(Paiement), nouveaux)
+        inserer_tuples(conn, table_de(Paiement), COLONNES_PAIEMENT, nouveaux)
         comptes.nouveaux += len(nouveaux)
     for remise_id, (montant, nombre) in par_remise.items():
         conn.execute(update(Remise).where(Remise.id == remise_id).values(
@@ -280,11 +280,19 @@ def _piece_rejetee_ou_annulee(conn: Connection, exercice: int, id_bordereau: int
         "suggestions": [], "cree_le": now})
 
 
-def _lire_canal(app: Application, conn: Connection, canal: str, contenu: bytes, nom: str,
+def _releve_buralistes(chemin: Path, nom: str) -> Iterator[PaiementRecu]:
+    from connecteurs.buralistes.releve import lire_releve_flux
+
+    # En flux, par blocs : un relevé de centaines de milliers de lignes n'est jamais tenu en entier.
+    with chemin.open("rb") as flux:
+        yield from lire_releve_flux(flux, nom)
+
+
+def _lire_canal(app: Application, conn: Connection, canal: str, chemin: Path, nom: str,
                 comptes: dict[str, int], fichier_id: int) -> Iterable[PaiementRecu]:
     if canal == "buraliste":
-        from connecteurs.buralistes.releve import lire_releve
-        return lire_releve(contenu, nom)
+        return _releve_buralistes(chemin, nom)
+    contenu = chemin.read_bytes()
     if canal == "cesu":
         from connecteurs.cesu.titres import lire_titres_cesu
         return lire_titres_cesu(contenu, nom)
@@ -308,7 +316,7 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
     comptes_canal: dict[str, int] = {}
 
     def faire(conn: Connection, fichier_id: int, nom: str) -> ComptesPaiements:
-        recus = _lire_canal(app, conn, canal, chemin.read_bytes(), nom, comptes_canal, fichier_id)
+        recus = _lire_canal(app, conn, canal, chemin, nom, comptes_canal, fichier_id)
         comptes = enregistrer_paiements(conn, recus, fichier_id=fichier_id)
         conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
             nb_enregistrements=comptes.nouveaux, nb_ignores=comptes.ignores))

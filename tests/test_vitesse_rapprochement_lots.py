@@ -1,0 +1,105 @@
+"""Les raccourcis de vitesse du rapprochement ne changent aucun résultat."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from rapprochement import moteur
+from regie.application import Application, _tete_des_migrations
+from regie.montants import centimes_en_euros as eur
+from regie.parametres import Environnement, charger_configuration
+from regie.registre.masse import _convertir_colonne
+from regie.registre.modeles import Anomalie
+from regie.registre.moteur import MIGRATIONS
+from tests.conftest import CONFIG_EXEMPLE
+from tests.scenarios import Scenario, autre
+
+
+def _app(modele: Path, dossier: Path) -> Application:
+    dossier.mkdir()
+    shutil.copyfile(modele, dossier / "regie.db")
+    url = f"sqlite:///{dossier / 'regie.db'}"
+    env = Environnement(database_url=url, config=CONFIG_EXEMPLE, donnees=dossier / "var")
+    app = Application(charger_configuration(CONFIG_EXEMPLE), env, url=url)
+    app.synchroniser_referentiel()
+    return app
+
+
+def _rapprocher_par(lots_par_transaction: int, modele: Path, dossier: Path,
+                    monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], list[Any]]:
+    app = _app(modele, dossier)
+    sc = Scenario(app, dossier)
+    numeros = [f"F01-26-05-{i:07d}" for i in range(1, 9)]
+    sc.factures(*(autre(n, "50.00", dossier=f"D{i % 3:06d}") for i, n in enumerate(numeros)))
+    # Des chèques qui débordent, d'autres sans facture connue (suggestions lues au début de chaque lot).
+    lignes = "".join(f"RC-C;{i}{k};MARTIN CLAIRE;CCM;{eur(2000 + k * 1000)};{n};2026-05-15\n"
+                     for i, n in enumerate(numeros) for k in range(2))
+    lignes += "".join(f"RC-C;9{i};MARTIN CLAIRE;CCM;{eur(3000)};X{i:09d};2026-05-16\n" for i in range(5))
+    sc.importer("cheque", ("remise;numero_cheque;tireur;banque;montant;facture;recu_le\n" + lignes).encode(),
+                "cheques.csv", rapprocher_ensuite=False)
+    monkeypatch.setattr(moteur, "LOTS_PAR_TRANSACTION", lots_par_transaction)
+    moteur.rapprocher(app, taille_lot=3)
+    with app.moteur.connect() as c:
+        suggestions = list(c.execute(select(Anomalie.paiement_id, Anomalie.code, Anomalie.suggestions)
+                                     .order_by(Anomalie.id)).all())
+    resultat = sc.etat(), [tuple(s) for s in suggestions]
+    app.moteur.dispose()
+    return resultat
+
+
+def test_plusieurs_lots_par_transaction_donnent_les_memes_decisions(
+        _sqlite_modele: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    un = _rapprocher_par(1, _sqlite_modele, tmp_path / "un", monkeypatch)
+    quatre = _rapprocher_par(4, _sqlite_modele, tmp_path / "quatre", monkeypatch)
+    assert un == quatre
+    assert any(p["statut"] == "en_anomalie" for p in un[0]["paiements"])
+    assert any(s for _, _, s in un[1])  # des suggestions, les mêmes
+
+
+def test_le_point_de_controle_du_wal_revient_a_son_reglage(_sqlite_modele: Path, tmp_path: Path) -> None:
+    app = _app(_sqlite_modele, tmp_path / "base")
+    moteur.rapprocher(app)
+    with app.moteur.connect() as c:
+        assert c.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 1000
+    app.moteur.dispose()
+
+
+def test_la_tete_lue_dans_les_migrations_est_celle_d_alembic() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert _tete_des_migrations() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_schema_a_jour_par_le_chemin_court_et_par_alembic(_sqlite_modele: Path, tmp_path: Path) -> None:
+    app = _app(_sqlite_modele, tmp_path / "base")
+    assert app.schema_a_jour()
+    with app.moteur.begin() as c:
+        c.execute(text("UPDATE alembic_version SET version_num = 'ancienne'"))
+    assert not app.schema_a_jour()  # le chemin court doute : Alembic tranche
+    app.moteur.dispose()
+    vide = Application(charger_configuration(CONFIG_EXEMPLE), url=f"sqlite:///{tmp_path / 'vide.db'}")
+    assert not vide.schema_a_jour()
+    vide.moteur.dispose()
+
+
+def test_un_json_partage_par_plusieurs_lignes_est_encode_une_fois() -> None:
+    preuve = {"remise": "RC-1", "tireur": "MARTIN CLAIRE"}
+    egale = dict(preuve)
+    appels: list[object] = []
+
+    def encoder(v: object) -> str:
+        appels.append(v)
+        return json.dumps(v)
+
+    assert _convertir_colonne([preuve, preuve, egale, None, preuve], encoder) == [
+        json.dumps(preuve), json.dumps(preuve), json.dumps(egale), None, json.dumps(preuve)]
+    assert len(appels) == 2
