@@ -51,6 +51,7 @@ from regie.registre.modeles import (
     Remise,
     Titre,
 )
+from regie.registre.statistiques import rafraichir_statistiques
 from regie.registre.types import maintenant
 
 log = structlog.get_logger()
@@ -169,6 +170,7 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
     progression.terminer()
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
              anomalies=bilan.anomalies)
+    rafraichir_statistiques(app.moteur, ("affectation", "mouvement_compte", "anomalie"), bilan.examines)
     return bilan
 
 

@@ -29,6 +29,7 @@ from regie.registre.modeles import (
     LigneFacture,
     MouvementCompte,
 )
+from regie.registre.statistiques import rafraichir_statistiques
 from regie.registre.types import maintenant
 from regie.services.fichiers import (
     RapportImport,
@@ -229,6 +230,7 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
     rapport.comptes = {"factures": imp.factures, "avoirs": imp.avoirs}
     log.info("factures_importees", fichier=rapport.fichier, factures=imp.factures, avoirs=imp.avoirs,
              deja_importees=imp.ignores)
+    rafraichir_statistiques(app.moteur, ("facture", "ligne_facture", "mouvement_compte", "dossier"), imp.factures)
     return rapport
 
 

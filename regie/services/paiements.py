@@ -37,6 +37,7 @@ from regie.registre.modeles import (
     Remise,
     Titre,
 )
+from regie.registre.statistiques import rafraichir_statistiques
 from regie.registre.types import maintenant
 from regie.services.fichiers import (
     RapportImport,
@@ -330,6 +331,7 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
     rapport.comptes = {"paiements": comptes.nouveaux, "doublons": comptes.doublons, **comptes_canal}
     log.info("paiements_importes", fichier=rapport.fichier, canal=canal, nouveaux=comptes.nouveaux,
              deja_importes=comptes.ignores, doublons=comptes.doublons)
+    rafraichir_statistiques(app.moteur, ("paiement",), comptes.nouveaux)
     points_de_crash.point("apres_import_paiements")
     if rapprocher_ensuite:
         from rapprochement.moteur import rapprocher
