@@ -471,3 +471,34 @@ def test_une_dette_nulle_est_invalide_en_bloc_comme_pour_decoder():
     nulle = p[:93] + "0" * 15 + p[108:]
     assert not decoder(nulle).valide
     assert dm.controler_en_bloc([p, nulle])[0] == [True, False]
+
+
+@pytest.mark.parametrize("graine", range(3))
+def test_une_charge_utile_de_bonne_forme_mais_fausse_se_decode_comme_par_le_chemin_detaille(graine):
+    # Clés, rang, dette (nulle comprise), montant changés, un ou deux à la fois : le chemin « forme juste »
+    # de `decoder` dit les mêmes erreurs, dans le même ordre, que la relecture complète.
+    hasard = random.Random(graine)
+    vus = 0
+    for mois in range(1, 13):
+        p = charge(code_etablissement=f"{hasard.randrange(1000):03d}",
+                   periode=f"20{hasard.randrange(10, 99)}-{mois:02d}", code_produit=f"{hasard.randrange(1000):03d}",
+                   numero_dette=hasard.randrange(1, 10**15),
+                   codique=f"{hasard.randrange(10**6):06d}", montant_centimes=hasard.randrange(1, 10**8))
+        variantes = [p[:93] + "0" * 15 + p[108:]]
+        for _ in range(150):
+            q = p
+            for _ in range(hasard.randrange(1, 3)):
+                q = abimee(q, hasard.randrange(64, 130), hasard.choice(CHIFFRES))
+            variantes.append(q)
+        for q in variantes:
+            m = dm._FORME.fullmatch(q)
+            if m is None:
+                continue
+            vus += 1
+            assert dm._decoder_forme_juste(q, m.groups()) == dm._decoder_detaille(q)
+            assert decoder(q) == dm._decoder_detaille(q)
+    assert vus > 500
+    # Un montant plus court : le motif la prend, pas la longueur.
+    court = charge()[:-1]
+    assert dm._FORME.fullmatch(court) is not None
+    assert decoder(court) == dm._decoder_detaille(court)

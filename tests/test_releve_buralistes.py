@@ -433,3 +433,20 @@ def test_la_lecture_est_un_iterateur_qui_finit_par_le_refus():
     assert iter(lecteur) is lecteur and next(lecteur).reference == "PP-2026-0000981"
     with pytest.raises(FichierRefuse):
         next(lecteur)
+
+
+def test_un_datamatrix_invalide_hors_du_controle_en_bloc_donne_le_paiement_que_pydantic_validerait():
+    # Un « ; » dans une charge utile fait lire le bloc ligne à ligne, puis au caractère près (ligne blanche
+    # comprise) : chaque paiement à datamatrix faux y est construit sans revalidation, comme celui du bloc.
+    faux = VECTEUR[:-1] + "1"
+    lignes = [ligne(transaction="PP-1", datamatrix=faux), ligne(transaction="PP-2"),
+              ligne(transaction="PP-3", datamatrix=VECTEUR[:-4] + ";;;;"), "",
+              ligne(transaction="PP-4", datamatrix=faux), ligne(transaction="PP-5", datamatrix="court")]
+    contenu = (ENTETE + "\r\n" + "\r\n".join(lignes) + "\r\n").encode()
+    rapide, reference = lire_les_deux(contenu)
+    assert rapide == reference and rapide[1] is None
+    paiements = rapide[0]
+    assert [p.details["datamatrix_valide"] for p in paiements] == [False, True, False, False, False]
+    for p in paiements:
+        valide = PaiementRecu.model_validate(p.model_dump(exclude_unset=True))
+        assert p == valide and repr(p) == repr(valide) and p.model_fields_set == valide.model_fields_set

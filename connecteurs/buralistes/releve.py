@@ -11,9 +11,10 @@ Deux chemins, un seul résultat. Le chemin de référence est le lecteur CSV com
 (`connecteurs.lecture_csv`). Un relevé se compte en centaines de milliers de lignes toutes écrites
 de la même façon : une ligne de forme canonique (champs sans espace ni guillemet, datamatrix entre
 guillemets en ASCII imprimable, montant et date bien formés) est lue par le chemin rapide, en flux,
-par blocs de 256 Kio (la mémoire reste plate, hormis 8 octets d'empreinte par transaction vue, dans
-un ensemble) : un bloc est contrôlé colonne par colonne (boucles en C, une lecture par date ou montant
-distinct, les clés des datamatrix par `controler_octets`), et les paiements construits à la demande,
+par blocs de 256 Kio (la mémoire reste plate, hormis l'empreinte de chaque transaction vue : un entier
+dans un ensemble, ~64 octets, 64 Mio pour un million de lignes) : un bloc est contrôlé colonne par
+colonne (boucles en C, une lecture par date ou montant distinct, les clés des datamatrix par
+`controler_octets`), et les paiements construits à la demande,
 un appel par ligne et sans revalidation pydantic, puis donnés un à un par `itertools.chain` ; un bloc
 dont une ligne n'a pas cette forme est lu ligne à ligne jusqu'à elle. À la première ligne qui n'a pas
 cette forme ou dont un contrôle échoue, le chemin de référence relit le fichier depuis
@@ -99,6 +100,10 @@ class Empreintes:
     le chemin rapide rend alors la main au chemin de référence, qui compare les transactions elles-mêmes.
     Une collision ne fait donc jamais perdre ni accepter un paiement à tort ; elle coûte la relecture.
     Les empreintes changent d'un processus à l'autre (`hash` est salé), les résultats non.
+
+    Un `set` d'entiers (~64 octets par transaction) : essayé, un tableau `array('q')` à adressage ouvert
+    (16 octets par transaction) coûte 3 à 5 fois plus cher par ligne, le sondage des cases prises ne se
+    faisant pas en C ; la bibliothèque standard n'a pas de structure compacte à appartenance en C.
     """
 
     __slots__ = ("_vues",)
@@ -142,30 +147,31 @@ class _Compte:
 
 
 def _paiement(numero: int, brut: str, transaction: str, recu_le: datetime, montant: int, datamatrix: str,
-              mode: str, point_de_vente: str, compte: _Compte) -> PaiementRecu:
-    """Chemin de référence (et lignes rares du chemin rapide) : décodage complet, modèle validé."""
+              mode: str, point_de_vente: str, compte: _Compte, *, valider: bool = True) -> PaiementRecu:
+    """Décodage complet. Modèle validé pour le chemin de référence ; `valider` à False pour les lignes du
+    chemin rapide, dont chaque champ est déjà contrôlé : les mêmes valeurs, sans la revalidation."""
     lu = decoder(datamatrix)
     compte.paiements += 1
     if not lu.valide:
         compte.datamatrix_invalides += 1
+    reference_facture = str(lu.numero_dette) if lu.numero_dette is not None else None
+    details: dict[str, str | int | bool | None] = {
+        "mode": mode,
+        "point_de_vente": point_de_vente,
+        "datamatrix": datamatrix,  # les 130 caractères tels que lus, espaces de tête compris
+        "datamatrix_valide": lu.valide,
+        "datamatrix_erreurs": lu.resume_erreurs() if lu.erreurs else "",
+        "montant_du": lu.montant_centimes,
+        "numero_dette": lu.numero_dette,
+    }
+    if not valider:
+        return construire_sans_valider(PaiementRecu, {
+            "canal": "buraliste", "reference": transaction, "montant": montant, "recu_le": recu_le,
+            "reference_facture": reference_facture, "remise": None, "details": details, "ligne": numero,
+            "brut": brut}, _CHAMPS)
     return PaiementRecu.model_validate({
-        "canal": "buraliste",
-        "reference": transaction,
-        "montant": montant,
-        "recu_le": recu_le,
-        "reference_facture": str(lu.numero_dette) if lu.numero_dette is not None else None,
-        "details": {
-            "mode": mode,
-            "point_de_vente": point_de_vente,
-            "datamatrix": datamatrix,  # les 130 caractères tels que lus, espaces de tête compris
-            "datamatrix_valide": lu.valide,
-            "datamatrix_erreurs": lu.resume_erreurs() if lu.erreurs else "",
-            "montant_du": lu.montant_centimes,
-            "numero_dette": lu.numero_dette,
-        },
-        "ligne": numero,
-        "brut": brut,
-    })
+        "canal": "buraliste", "reference": transaction, "montant": montant, "recu_le": recu_le,
+        "reference_facture": reference_facture, "details": details, "ligne": numero, "brut": brut})
 
 
 def _paiement_du_bloc(valide: bool, numero: int, brut: str, transaction: str, recu_le: datetime, montant: int,
@@ -183,7 +189,8 @@ def _paiement_du_bloc(valide: bool, numero: int, brut: str, transaction: str, re
                         "numero_dette": numero_dette},
             "ligne": numero, "brut": brut,
         }, _CHAMPS)
-    return _paiement(numero, brut, transaction, recu_le, montant, datamatrix, mode, point_de_vente, compte)
+    return _paiement(numero, brut, transaction, recu_le, montant, datamatrix, mode, point_de_vente, compte,
+                     valider=False)
 
 
 def lire_releve(contenu: bytes, nom_fichier: str) -> Iterator[PaiementRecu]:
@@ -434,7 +441,7 @@ class _LecteurCanonique:
             n = numero + i + 1
             if m is None:
                 sortie.append(_paiement(n, ligne, transaction, recu_le, montant, datamatrix[1:-1], mode,
-                                        point_de_vente, compte))
+                                        point_de_vente, compte, valider=False))
                 continue
             compte.paiements += 1
             sortie.append(_paiement_du_bloc(True, n, ligne, transaction, recu_le, montant, payload, numero_dette,
@@ -463,7 +470,7 @@ class _LecteurCanonique:
                 return numero, False  # le chemin de référence reprend à cette ligne et dit ce qui ne va pas
             numero += 1
             sortie.append(_paiement(numero, texte[pos:m.start(8)], transaction, recu_le, montant, datamatrix, mode,
-                                    point_de_vente, self.compte))
+                                    point_de_vente, self.compte, valider=False))
             pos = m.end()
         return numero, True
 
