@@ -229,8 +229,9 @@ class _Lot:
         self.index_ligne: dict[int, LigneEtat] = {}
         self.suggerer = True
         self.reevaluees: list[int] = []
-        # Montant → factures ouvertes de ce reste (id, mots du nom, mots du prénom), lues au début du lot.
-        self.candidates_famille: dict[int, list[tuple[int, frozenset[str], frozenset[str]]]] = {}
+        # Montant → mot du nom → factures ouvertes de ce reste (rang, id, mots du nom, mots du prénom),
+        # lues au début du lot.
+        self.candidates_famille: dict[int, dict[str, list[tuple[int, int, frozenset[str], frozenset[str]]]]] = {}
 
     # --- Chargement ---------------------------------------------------------------------------
 
@@ -388,11 +389,13 @@ class _Lot:
         """Les candidates de `_famille_du_tireur` pour tout le lot, en une lecture par paquet de montants.
 
         La base ne change pas avant `ecrire` : lire au début du lot voit exactement ce que verrait
-        une requête par chèque. L'ordre (échéance, numéro) et la limite de 200 sont ceux de la base.
+        une requête par chèque. Toutes les factures ouvertes du montant, dans l'ordre (échéance, numéro) :
+        une limite ferait croire « seule facture de la famille » quand l'autre est au-delà.
         """
         cheques = [v for v in vues if v.canal == "cheque" and self.par_numero.get(v.reference_facture or "") is None
                    and _jetons_du_tireur(v)]
         montants = sorted({v.montant for v in cheques})
+        rang = 0
         for i in range(0, len(montants), 900):
             # Par l'index du reste ; le statut est filtré ici pour que le plan ne passe pas par lui.
             req = (select(Facture.reste_du, Facture.id, Facture.statut, Facture.nom, Facture.prenom)
@@ -400,9 +403,13 @@ class _Lot:
             for m, fid, statut, nom, prenom in self.conn.execute(req):
                 if statut not in ("emise", "partiellement_payee"):
                     continue
-                candidates = self.candidates_famille.setdefault(m, [])
-                if len(candidates) < 200:
-                    candidates.append((fid, _jetons(nom), _jetons(prenom)))
+                rang += 1
+                mots_nom = _jetons(nom)
+                par_mot = self.candidates_famille.setdefault(m, {})
+                # Sous chaque mot de son nom : un chèque ne regarde que les factures qui portent un de ses
+                # mots (sous "" un nom sans lettre, que tout tireur contient).
+                for mot in mots_nom or ("",):
+                    par_mot.setdefault(mot, []).append((rang, fid, mots_nom, _jetons(prenom)))
         # Les factures retenues pour tout le lot, chargées d'un coup plutôt que chèque par chèque.
         retenues = sorted({fid for v in cheques for fid in self._retenues(v) if fid not in self.factures})
         for i in range(0, len(retenues), 900):
@@ -410,8 +417,12 @@ class _Lot:
 
     def _retenues(self, p: PaiementVue) -> list[int]:
         jetons = _jetons_du_tireur(p)
-        return [fid for fid, nom, prenom in self.candidates_famille.get(p.montant, ())
-                if nom <= jetons and prenom <= jetons]
+        par_mot = self.candidates_famille.get(p.montant)
+        if not par_mot:
+            return []
+        retenues = {rang: fid for mot in (*jetons, "") for rang, fid, nom, prenom in par_mot.get(mot, ())
+                    if nom <= jetons and prenom <= jetons}
+        return [retenues[r] for r in sorted(retenues)]
 
     def _famille_du_tireur(self, p: PaiementVue) -> list[FactureEtat]:
         """Factures ouvertes d'exactement ce montant dont le payeur porte le nom et le prénom du tireur."""

@@ -162,16 +162,26 @@ def test_les_cheques_sans_facture_d_un_meme_lot_trouvent_chacun_la_famille_de_le
     assert sc.facture("F01-26-05-0000910")["statut"] == "payee"
 
 
-def test_au_dela_de_200_factures_du_meme_reste_la_famille_n_est_cherchee_que_parmi_les_200_premieres(
-        sc: Scenario) -> None:
-    """La limite de la recherche (échéance, puis numéro) est celle d'avant la lecture par lot."""
+def test_la_famille_du_tireur_est_cherchee_parmi_toutes_les_factures_du_meme_reste(sc: Scenario) -> None:
+    """Au-delà de 200 factures de ce reste (échéance, puis numéro), celle de la famille est encore trouvée."""
     dupont = {**FACTURE["payeur"], "nom": "DUPONT", "prenom": "LUC"}
     sc.factures(*[autre(f"F01-26-05-{1000 + i:07d}", "13.00", dossier=f"D00{1000 + i}") for i in range(200)],
                 autre("F01-26-05-0009999", "13.00", dossier="D009999", payeur=dupont),
                 autre("F01-26-05-0000999", "14.00", dossier="D000999", payeur=dupont))
     sc.cheques(("RC-8", "1", "DUPONT LUC", "13.00", ""), ("RC-8", "2", "DUPONT LUC", "14.00", ""))
-    assert sc.paiement("cheque", "RC-8/1")["anomalie"] == "REFERENCE_INCONNUE"
+    assert sc.paiement("cheque", "RC-8/1")["affectations"] == [{"facture": "F01-26-05-0009999", "montant": "13.00"}]
     assert sc.paiement("cheque", "RC-8/2")["affectations"] == [{"facture": "F01-26-05-0000999", "montant": "14.00"}]
+
+
+def test_deux_factures_de_la_famille_du_meme_reste_meme_loin_l_une_de_l_autre_sont_ambigues(sc: Scenario) -> None:
+    """Le moteur ne dit « seule facture de ce montant dans la famille » qu'après les avoir toutes vues."""
+    dupont = {**FACTURE["payeur"], "nom": "DUPONT", "prenom": "LUC"}
+    sc.factures(autre("F01-26-05-0000001", "13.00", dossier="D000001", payeur=dupont),
+                *[autre(f"F01-26-05-{1000 + i:07d}", "13.00", dossier=f"D00{1000 + i}") for i in range(250)],
+                autre("F01-26-05-0009999", "13.00", dossier="D000001", payeur=dupont))
+    sc.cheques(("RC-9", "1", "DUPONT LUC", "13.00", ""))
+    p = sc.paiement("cheque", "RC-9/1")
+    assert (p["anomalie"], p["affectations"]) == ("AMBIGU", [])
 
 
 def test_les_factures_entamees_suggerees_sont_les_cinq_de_plus_petit_montant_dont_le_reste_egale_le_paiement(
