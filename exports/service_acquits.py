@@ -28,7 +28,7 @@ from regie.application import Application
 from regie.domaine import statut_facture
 from regie.erreurs import ErreurLigne, FichierRefuse
 from regie.montants import centimes_en_euros
-from regie.registre.modeles import Anomalie, Bordereau, Facture, FichierExporte, MouvementCompte, Titre
+from regie.registre.modeles import Anomalie, Bordereau, EtatFacture, Facture, FichierExporte, MouvementCompte, Titre
 from regie.registre.types import maintenant
 from regie.services.fichiers import (
     RapportImport,
@@ -98,8 +98,9 @@ class _Application:
         texte_bordereau = _texte_erreurs(erreurs)
         self.rejets.append(f"bordereau {b.exercice}/{b.numero} rejeté : {texte_bordereau or 'sans motif donné'}")
         titres = c.execute(select(Titre.id, Titre.piece, Titre.facture_id, Facture.numero, Facture.dossier_id,
-                                  Facture.montant, Facture.paye, Facture.avoirs)
+                                  EtatFacture.montant, EtatFacture.paye, EtatFacture.avoirs)
                            .join(Facture, Facture.id == Titre.facture_id)
+                           .join(EtatFacture, EtatFacture.facture_id == Titre.facture_id)
                            .where(Titre.bordereau_id == b.id, Titre.statut.in_(STATUTS_EN_ATTENTE))
                            .order_by(Titre.piece)).all()
         for t in titres:
@@ -109,7 +110,7 @@ class _Application:
             # Ce qui reste dû au Trésor sur ce titre (les paiements reçus depuis l'ont déjà réduit)
             # revient à la régie : la facture redevient émise ou partiellement payée.
             reste = t.montant - t.paye - t.avoirs
-            c.execute(update(Facture).where(Facture.id == t.facture_id).values(
+            c.execute(update(EtatFacture).where(EtatFacture.facture_id == t.facture_id).values(
                 statut=statut_facture(t.montant, t.paye, t.avoirs, False)))
             reference = f"{b.exercice}/{b.numero}/{t.piece}"
             if reste > 0:

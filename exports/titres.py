@@ -52,16 +52,18 @@ from exports.pes_aller import (
 from rapprochement.moteur import TITRES_ACTIFS, verrouiller
 from regie import __version__, points_de_crash
 from regie.application import Application
+from regie.domaine import FactureEtat, LigneEtat
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
+from regie.registre.etats import completer
 from regie.registre.masse import inserer, reserver_ids, table_de
 from regie.registre.modeles import (
     Anomalie,
     Bordereau,
     Dossier,
+    EtatFacture,
     Facture,
     FichierExporte,
-    LigneFacture,
     LigneTitre,
     MouvementCompte,
     Prestation,
@@ -114,7 +116,7 @@ class _Candidate:
     dossier_id: int
     reste: int
     piece: PiecePes  # numérotée provisoirement (IdPce 1), renumérotée à l'écriture depuis la base
-    lignes: list[tuple[int, int]]  # (ligne_facture_id, reste dû) dans l'ordre des IdLigne
+    lignes: list[tuple[int, int]]  # (rang de la ligne de la facture, reste dû) dans l'ordre des IdLigne
 
 
 @dataclass
@@ -128,12 +130,12 @@ class BilanTitres:
 # --- Choix des factures ------------------------------------------------------------------------
 
 def _conditions(regie: _RegieTitres, aujourd_hui: date) -> list[Any]:
-    reste = Facture.montant - Facture.paye - Facture.avoirs
+    reste = EtatFacture.montant - EtatFacture.paye - EtatFacture.avoirs
     titre_actif = exists().where(Titre.facture_id == Facture.id, Titre.statut.in_(TITRES_ACTIFS))
     # Un titre rejeté par Hélios attend la correction de l'agent : l'anomalie résolue, il repart.
     rejet_ouvert = exists().where(Anomalie.facture_id == Facture.id,
                                   Anomalie.code.in_((CODE_REJETE, "TITRE_ANNULE")), Anomalie.statut != "resolue")
-    conditions: list[Any] = [Facture.regie_code == regie.code, reste > 0, Facture.statut.in_(STATUTS_TITRABLES),
+    conditions: list[Any] = [Facture.regie_code == regie.code, reste > 0, EtatFacture.statut.in_(STATUTS_TITRABLES),
                              ~titre_actif, ~rejet_ouvert]
     if regie.mode == "regie":
         conditions.append(Facture.echeance < aujourd_hui - timedelta(days=regie.delai_titre_jours))
@@ -174,37 +176,38 @@ def _candidates(conn: Connection, regie: _RegieTitres,
                 aujourd_hui: date) -> tuple[list[_Candidate], list[tuple[int, str]]]:
     """Les factures à titrer, vérifiées ; et les impossibles avec leur raison."""
     req = (select(Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero.label("dossier"), Facture.periode,
-                  Facture.numero_dette, Facture.montant, Facture.paye, Facture.avoirs, Facture.civilite, Facture.nom,
-                  Facture.prenom, Facture.adresse1, Facture.adresse2, Facture.code_postal, Facture.ville)
+                  Facture.id.label("numero_dette"), Facture.montant, EtatFacture.paye, EtatFacture.avoirs,
+                  EtatFacture.statut,
+                  Facture.echeance, Facture.regie_code, Facture.civilite, Facture.nom, Facture.prenom,
+                  Facture.adresse1, Facture.adresse2, Facture.code_postal, Facture.ville, Facture.lignes)
+           .join(EtatFacture, EtatFacture.facture_id == Facture.id)
            .join(Dossier, Dossier.id == Facture.dossier_id)
            .where(and_(*_conditions(regie, aujourd_hui)))
            .order_by(Facture.echeance, Facture.numero))
     factures = conn.execute(req).all()
-    lignes: dict[int, list[Any]] = {}
-    for i in range(0, len(factures), _LOT):
-        ids = [f.id for f in factures[i:i + _LOT]]
-        for lg in conn.execute(
-                select(LigneFacture.id, LigneFacture.facture_id, LigneFacture.rang, LigneFacture.libelle,
-                       LigneFacture.enfant, LigneFacture.montant, LigneFacture.paye, LigneFacture.avoirs,
-                       Prestation.nature, Prestation.code_produit_local)
-                .join(Prestation, Prestation.code == LigneFacture.prestation_code)
-                .where(LigneFacture.facture_id.in_(ids)).order_by(LigneFacture.facture_id, LigneFacture.rang)):
-            lignes.setdefault(lg.facture_id, []).append(lg)
+    prestations = {code: (nature, produit) for code, nature, produit in conn.execute(
+        select(Prestation.code, Prestation.nature, Prestation.code_produit_local))}
+    # Ce qui reste dû sur chaque ligne : les parts déjà affectées, sommées (seulement là où il y en a).
+    etats = [FactureEtat(f.id, f.numero, f.dossier_id, f.dossier, f.regie_code, f.statut, f.montant, f.paye,
+                         f.avoirs, f.echeance, False,
+                         [LigneEtat(rang, lg.montant) for rang, lg in enumerate(f.lignes, 1)]) for f in factures]
+    completer(conn, etats)
     bonnes: list[_Candidate] = []
     impossibles: list[tuple[int, str]] = []
-    for f in factures:
+    for f, etat in zip(factures, etats, strict=True):
         reste = f.montant - f.paye - f.avoirs
         raison = _probleme_payeur(f)
         pes_lignes: list[LignePes] = []
         parts: list[tuple[int, int]] = []
-        for lg in lignes.get(f.id, []):
-            reste_ligne = lg.montant - lg.paye - lg.avoirs
+        for lg, le in zip(f.lignes, etat.lignes, strict=True):
+            reste_ligne = le.reste
             if reste_ligne < 0 and raison is None:
-                raison = f"ligne {lg.rang} : reste dû négatif ({centimes_en_euros(reste_ligne)} €)"
+                raison = f"ligne {le.rang} : reste dû négatif ({centimes_en_euros(reste_ligne)} €)"
             if reste_ligne > 0:
-                pes_lignes.append(LignePes(len(pes_lignes) + 1, _objet_ligne(lg.libelle, lg.enfant),
-                                           lg.code_produit_local, lg.nature, reste_ligne))
-                parts.append((lg.id, reste_ligne))
+                nature, produit = prestations.get(lg.prestation, ("", ""))
+                pes_lignes.append(LignePes(len(pes_lignes) + 1, _objet_ligne(lg.libelle, lg.enfant), produit, nature,
+                                           reste_ligne))
+                parts.append((le.rang, reste_ligne))
         if raison is None and sum(p for _, p in parts) != reste:
             raison = (f"les restes des lignes font {centimes_en_euros(sum(p for _, p in parts))} € mais la facture "
                       f"doit {centimes_en_euros(reste)} € : répartition à reprendre")
@@ -275,8 +278,8 @@ def _inscrire(conn: Connection, app: Application, regie: _RegieTitres, candidate
             titres.append({"id": titre_id, "facture_id": c.facture_id, "bordereau_id": bordereau_id,
                            "exercice": exercice, "piece": piece, "montant": c.reste, "encaisse": 0,
                            "statut": "emis", "erreurs": [], "cree_le": now})
-            lignes.extend({"titre_id": titre_id, "ligne_id": ligne_id, "numero": i, "montant": montant}
-                          for i, (ligne_id, montant) in enumerate(c.lignes, 1))
+            lignes.extend({"titre_id": titre_id, "rang": rang, "numero": i, "montant": montant}
+                          for i, (rang, montant) in enumerate(c.lignes, 1))
             mouvements.append({
                 "dossier_id": c.dossier_id, "quand": quand, "nature": "titre",
                 "libelle": f"Titre {exercice}/{numero_bord}/{piece} : la facture {c.numero} est due au Trésor public",
@@ -288,7 +291,7 @@ def _inscrire(conn: Connection, app: Application, regie: _RegieTitres, candidate
     ids = [c.facture_id for c in candidates]
     for i in range(0, len(ids), _LOT):
         morceau = ids[i:i + _LOT]
-        conn.execute(update(Facture).where(Facture.id.in_(morceau)).values(statut="titree"))
+        conn.execute(update(EtatFacture).where(EtatFacture.facture_id.in_(morceau)).values(statut="titree"))
         conn.execute(update(Anomalie).where(
             Anomalie.facture_id.in_(morceau), Anomalie.code == CODE_IMPOSSIBLE, Anomalie.statut != "resolue")
             .values(statut="resolue", resolue_le=now, resolue_par="systeme", resolution="titre_emis"))
@@ -309,18 +312,17 @@ def jour_du_nom(nom: str) -> date:
 
 def _pieces(conn: Connection, bordereau_id: int) -> Iterator[PiecePes]:
     """Les pièces d'un bordereau, lues en flux dans l'ordre des IdPce."""
-    req = (select(Titre.piece, Titre.montant, Facture.numero, Facture.periode, Facture.numero_dette,
+    req = (select(Titre.piece, Titre.montant, Facture.numero, Facture.periode, Facture.id.label("numero_dette"),
                   Dossier.numero.label("dossier"), Facture.civilite, Facture.nom, Facture.prenom, Facture.adresse1,
-                  Facture.adresse2, Facture.code_postal, Facture.ville, LigneTitre.numero.label("id_ligne"),
-                  LigneTitre.montant.label("montant_ligne"), LigneFacture.libelle, LigneFacture.enfant,
-                  Prestation.nature, Prestation.code_produit_local)
+                  Facture.adresse2, Facture.code_postal, Facture.ville, Facture.lignes,
+                  LigneTitre.numero.label("id_ligne"), LigneTitre.rang, LigneTitre.montant.label("montant_ligne"))
            .join(Facture, Facture.id == Titre.facture_id)
            .join(Dossier, Dossier.id == Facture.dossier_id)
            .join(LigneTitre, LigneTitre.titre_id == Titre.id)
-           .join(LigneFacture, LigneFacture.id == LigneTitre.ligne_id)
-           .join(Prestation, Prestation.code == LigneFacture.prestation_code)
            .where(Titre.bordereau_id == bordereau_id)
            .order_by(Titre.piece, LigneTitre.numero))
+    prestations = {code: (nature, produit) for code, nature, produit in conn.execute(
+        select(Prestation.code, Prestation.nature, Prestation.code_produit_local))}
     courante: Any = None
     lignes: list[LignePes] = []
     progression = Progression("écriture du PES", "titres")
@@ -330,8 +332,9 @@ def _pieces(conn: Connection, bordereau_id: int) -> Iterator[PiecePes]:
             progression.avancer()
             lignes = []
         courante = r
-        lignes.append(LignePes(r.id_ligne, _objet_ligne(r.libelle, r.enfant), r.code_produit_local, r.nature,
-                               r.montant_ligne))
+        lg = r.lignes[r.rang - 1]
+        nature, produit = prestations.get(lg.prestation, ("", ""))
+        lignes.append(LignePes(r.id_ligne, _objet_ligne(lg.libelle, lg.enfant), produit, nature, r.montant_ligne))
     if courante is not None:
         yield _piece(courante, lignes)
         progression.avancer()

@@ -14,11 +14,12 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Row, insert, select, update
 
-from rapprochement.regles import FactureEtat, LigneEtat, allouer
+from rapprochement.regles import allouer
 from regie.application import Application
-from regie.domaine import statut_facture
+from regie.domaine import FactureEtat
 from regie.erreurs import ErreurRegie
 from regie.montants import centimes_en_euros as eur
+from regie.registre.etats import lire_facture, porter
 from regie.registre.masse import table_de
 from regie.registre.modeles import (
     Affectation,
@@ -26,17 +27,15 @@ from regie.registre.modeles import (
     Audit,
     Avoir,
     Dossier,
+    EtatFacture,
     Facture,
-    LigneFacture,
     MouvementCompte,
     Paiement,
     Remboursement,
-    Titre,
 )
 from regie.registre.types import maintenant
 
 log = structlog.get_logger()
-TITRES_ACTIFS = ("emis", "transmis", "accepte")
 
 
 class DecisionRefusee(ErreurRegie):
@@ -66,23 +65,9 @@ def _paiement(conn: Connection, paiement_id: int, version: int | None) -> Row[An
 
 
 def _facture(conn: Connection, numero: str) -> FactureEtat:
-    req = select(Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero, Facture.regie_code, Facture.statut,
-                 Facture.montant, Facture.paye, Facture.avoirs, Facture.echeance, Facture.nom).join(
-        Dossier, Dossier.id == Facture.dossier_id).where(Facture.numero == numero)
-    if conn.dialect.name == "postgresql":
-        req = req.with_for_update(of=Facture)
-    r = conn.execute(req).first()
-    if r is None:
+    f = lire_facture(conn, numero, pour_mise_a_jour=True)
+    if f is None:
         raise DecisionRefusee("FACTURE_INCONNUE", f"La facture {numero} est inconnue.")
-    titree = conn.execute(select(Titre.id).where(Titre.facture_id == r[0], Titre.statut.in_(TITRES_ACTIFS))).first()
-    f = FactureEtat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], titree is not None, [], r[10])
-    cesu = dict(conn.execute(select(Affectation.ligne_id, Affectation.montant).join(
-        Paiement, Paiement.id == Affectation.paiement_id).where(
-        Affectation.facture_id == f.id, Paiement.canal == "cesu")).all())
-    for lid, rang, montant, paye, avoirs, eligible in conn.execute(select(
-            LigneFacture.id, LigneFacture.rang, LigneFacture.montant, LigneFacture.paye, LigneFacture.avoirs,
-            LigneFacture.eligible_cesu).where(LigneFacture.facture_id == f.id).order_by(LigneFacture.rang)):
-        f.lignes.append(LigneEtat(lid, rang, montant, paye, avoirs, eligible, int(cesu.get(lid, 0))))
     return f
 
 
@@ -111,28 +96,6 @@ def _journal(conn: Connection, dossier_id: int, nature: str, libelle: str, monta
         "dossier_id": dossier_id, "quand": now, "nature": nature, "libelle": libelle[:300], "montant": montant,
         "delta_du": du, "delta_credit": credit, "delta_tresor": tresor, "facture_id": facture_id,
         "paiement_id": paiement_id, "avoir_id": avoir_id, "cree_le": now})
-
-
-def _porter(conn: Connection, f: FactureEtat, parts: Sequence[tuple[int, int]], *, paiement_id: int | None,
-            avoir_id: int | None, regle: str, preuve: dict[str, Any], qui: str, annule: dict[int, int] | None = None
-            ) -> int:
-    """Écrit des parts (ligne, montant signé) sur une facture : affectations, lignes, facture. Rend le total."""
-    total = 0
-    for ligne_id, montant in parts:
-        conn.execute(insert(Affectation), {
-            "paiement_id": paiement_id, "avoir_id": avoir_id, "facture_id": f.id, "ligne_id": ligne_id,
-            "montant": montant, "regle": regle, "preuve": preuve, "auteur": qui,
-            "annule_id": (annule or {}).get(ligne_id), "cree_le": maintenant()})
-        colonne = LigneFacture.paye if paiement_id is not None else LigneFacture.avoirs
-        conn.execute(update(LigneFacture).where(LigneFacture.id == ligne_id).values({colonne: colonne + montant}))
-        total += montant
-    if paiement_id is not None:
-        f.paye += total
-    else:
-        f.avoirs += total
-    f.statut = statut_facture(f.montant, f.paye, f.avoirs, f.titree)
-    conn.execute(update(Facture).where(Facture.id == f.id).values(paye=f.paye, avoirs=f.avoirs, statut=f.statut))
-    return total
 
 
 def _statut(montant: int, affecte: int, en_credit: int, rembourse: int, anomalie: str | None) -> str:
@@ -191,10 +154,10 @@ def affecter(app: Application, paiement_id: int, repartition: Sequence[tuple[str
                 raise DecisionRefusee("RESTE_DEPASSE", f"{eur(montant)} € dépassent le reste dû sur {numero} "
                                                        f"({eur(f.reste)} €).")
             parts, code, raison = allouer(montant, f, cesu=p.canal == "cesu")
-            if sum(m for _, m in ((x.ligne_id, x.montant) for x in parts)) != montant:
+            if sum(x.montant for x in parts) != montant:
                 raise DecisionRefusee(code or "REPARTITION_INVALIDE", raison or "Répartition impossible.")
-            _porter(conn, f, [(x.ligne_id, x.montant) for x in parts], paiement_id=p.id, avoir_id=None,
-                    regle="manuelle", preuve={"qui": qui, "motif": motif}, qui=qui)
+            porter(conn, f, [(x.rang, x.montant) for x in parts], paiement_id=p.id, avoir_id=None,
+                   regle="manuelle", preuve={"qui": qui, "motif": motif}, auteur=qui, cesu=p.canal == "cesu")
             _journal(conn, f.dossier_id, "paiement", f"Paiement {p.canal} {p.reference} affecté à la facture "
                                                      f"{numero} par {qui}", montant,
                      du=0 if f.titree else -montant, tresor=-montant if f.titree else 0, facture_id=f.id,
@@ -238,8 +201,8 @@ def appliquer_credit(app: Application, dossier: str, *, qui: str, motif: str,
         dossier_id = conn.execute(select(Dossier.id).where(Dossier.numero == dossier)).scalar()
         if dossier_id is None:
             raise DecisionRefusee("DOSSIER_INCONNU", f"Le dossier {dossier} est inconnu.")
-        req = select(Facture.numero).where(Facture.dossier_id == dossier_id,
-                                           Facture.statut.in_(("emise", "partiellement_payee")))
+        req = select(Facture.numero).join(EtatFacture, EtatFacture.facture_id == Facture.id).where(
+            Facture.dossier_id == dossier_id, EtatFacture.statut.in_(("emise", "partiellement_payee")))
         if factures:
             req = req.where(Facture.numero.in_(factures))
         cibles = [_facture(conn, n) for n in conn.execute(req.order_by(Facture.echeance, Facture.numero)).scalars()]
@@ -259,9 +222,9 @@ def appliquer_credit(app: Application, dossier: str, *, qui: str, motif: str,
                     continue
                 parts, _, _ = allouer(part, f)
                 est_paiement = nature == "paiement"
-                _porter(conn, f, [(x.ligne_id, x.montant) for x in parts], paiement_id=src.id if est_paiement else None,
-                        avoir_id=None if est_paiement else src.id, regle="credit_famille",
-                        preuve={"qui": qui, "motif": motif}, qui=qui)
+                porter(conn, f, [(x.rang, x.montant) for x in parts], paiement_id=src.id if est_paiement else None,
+                       avoir_id=None if est_paiement else src.id, regle="credit_famille",
+                       preuve={"qui": qui, "motif": motif}, auteur=qui, cesu=est_paiement and src.canal == "cesu")
                 libelle = (f"Crédit ({'paiement ' + src.reference if est_paiement else 'avoir ' + src.numero}) "
                            f"appliqué à la facture {f.numero}")
                 _journal(conn, dossier_id, "credit_applique", libelle, part, du=-part, credit=-part, facture_id=f.id,
@@ -309,25 +272,26 @@ def rembourser(app: Application, paiement_id: int, montant: int, *, qui: str, mo
 
 def _defaire(conn: Connection, p: Row[Any], qui: str, motif: str, facture_numero: str | None) -> int:
     """Écritures inverses des affectations d'un paiement (à une facture, ou à toutes). Rend le total défait."""
-    req = select(Affectation.id, Affectation.facture_id, Affectation.ligne_id, Affectation.montant,
-                 Facture.numero).join(Facture, Facture.id == Affectation.facture_id).where(
-        Affectation.paiement_id == p.id)
+    req = select(Affectation.id, Affectation.parts, Facture.numero).join(
+        Facture, Facture.id == Affectation.facture_id).where(Affectation.paiement_id == p.id)
     if facture_numero is not None:
         req = req.where(Facture.numero == facture_numero)
     nets: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    originaux: dict[int, int] = {}
-    for aid, _fid, lid, montant, numero in conn.execute(req.order_by(Affectation.id)):
-        nets[numero][lid] += montant
-        if montant > 0:
-            originaux.setdefault(lid, aid)
+    originales: dict[str, int] = {}
+    for aid, lues, numero in conn.execute(req.order_by(Affectation.id)):
+        for rang, montant in lues:
+            nets[numero][rang] += montant
+        if sum(m for _, m in lues) > 0:
+            originales.setdefault(numero, aid)
     total = 0
     for numero, lignes in sorted(nets.items()):
-        parts = [(lid, -m) for lid, m in lignes.items() if m > 0]
+        parts = [(rang, -m) for rang, m in sorted(lignes.items()) if m > 0]
         if not parts:
             continue
         f = _facture(conn, numero)
-        defait = -_porter(conn, f, parts, paiement_id=p.id, avoir_id=None, regle="annulation",
-                          preuve={"qui": qui, "motif": motif}, qui=qui, annule=originaux)
+        defait = -porter(conn, f, parts, paiement_id=p.id, avoir_id=None, regle="annulation",
+                         preuve={"qui": qui, "motif": motif}, auteur=qui, cesu=p.canal == "cesu",
+                         annule_id=originales.get(numero))
         _journal(conn, f.dossier_id, "annulation", f"Annulation : paiement {p.canal} {p.reference} retiré de la "
                                                    f"facture {numero} ({motif})", defait,
                  du=0 if f.titree else defait, tresor=defait if f.titree else 0, facture_id=f.id, paiement_id=p.id)

@@ -26,23 +26,22 @@ from rapprochement.ecritures import mettre_a_jour
 from rapprochement.regles import (
     CODES_REESSAYES,
     Decision,
-    FactureEtat,
-    LigneEtat,
     PaiementVue,
     RemiseVue,
 )
 from regie import points_de_crash
 from regie.application import Application
-from regie.domaine import statut_facture, statut_paiement
+from regie.domaine import FactureEtat, LigneEtat, statut_facture, statut_paiement
 from regie.progression import Progression
+from regie.registre.etats import completer
 from regie.registre.masse import inserer, inserer_tuples, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Affectation,
     Anomalie,
     Bordereau,
     Dossier,
+    EtatFacture,
     Facture,
-    LigneFacture,
     LignePanierPayfip,
     LigneTitre,
     MouvementCompte,
@@ -61,7 +60,7 @@ LOTS_PAR_TRANSACTION = 5
 # Pages du journal WAL (4 Kio) avant un point de contrôle pendant le rapprochement (1000 par défaut) :
 # une page d'index réécrite par plusieurs transactions n'est recopiée dans la base qu'une fois.
 PAGES_AVANT_POINT_DE_CONTROLE = 20_000
-COLONNES_AFFECTATION = ("paiement_id", "facture_id", "ligne_id", "montant", "regle", "preuve", "auteur", "cree_le")
+COLONNES_AFFECTATION = ("paiement_id", "facture_id", "montant", "parts", "regle", "preuve", "auteur", "cree_le")
 COLONNES_MOUVEMENT = ("dossier_id", "quand", "nature", "libelle", "montant", "delta_du", "delta_credit", "delta_tresor",
                       "facture_id", "paiement_id", "cree_le")
 _JETON = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
@@ -189,17 +188,22 @@ def _jetons_du_tireur(p: PaiementVue) -> frozenset[str]:
 
 
 _COLONNES_PROCHES = (Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero, Facture.regie_code,
-                     Facture.statut, Facture.montant, Facture.paye, Facture.avoirs, Facture.echeance, Facture.nom)
-# Construites une fois : par l'index (statut, montant), les factures encore entières…
-_PROCHES_ENTIERES = (select(*_COLONNES_PROCHES).join(Dossier, Dossier.id == Facture.dossier_id)
-                     .where(Facture.statut == "emise", Facture.montant == bindparam("m"), Facture.avoirs == 0)
-                     .limit(5))
-# Les entamées par l'index du reste ; l'ordre (montant, id) est celui où l'index (statut, montant)
-# les rendait sous SQLite, désormais écrit : le même choix, et sous PostgreSQL aussi.
-_PROCHES_ENTAMEES = (select(*_COLONNES_PROCHES).join(Dossier, Dossier.id == Facture.dossier_id)
-                     .where(Facture.reste_du == bindparam("m"), Facture.statut == "partiellement_payee",
-                            Facture.montant > bindparam("m"))
-                     .order_by(Facture.montant, Facture.id).limit(5))
+                     EtatFacture.statut, Facture.montant, EtatFacture.paye, EtatFacture.avoirs, Facture.echeance,
+                     Facture.nom)
+# Construites une fois, par l'index du reste : les factures encore entières (les plus anciennes d'abord)…
+_PROCHES_ENTIERES = (select(*_COLONNES_PROCHES).select_from(EtatFacture)
+                     .join(Facture, Facture.id == EtatFacture.facture_id)
+                     .join(Dossier, Dossier.id == Facture.dossier_id)
+                     .where(EtatFacture.reste_du == bindparam("m"), EtatFacture.statut == "emise",
+                            EtatFacture.montant == bindparam("m"))
+                     .order_by(EtatFacture.facture_id).limit(5))
+# … et les entamées, dans l'ordre (montant, id).
+_PROCHES_ENTAMEES = (select(*_COLONNES_PROCHES).select_from(EtatFacture)
+                     .join(Facture, Facture.id == EtatFacture.facture_id)
+                     .join(Dossier, Dossier.id == Facture.dossier_id)
+                     .where(EtatFacture.reste_du == bindparam("m"), EtatFacture.statut == "partiellement_payee",
+                            EtatFacture.montant > bindparam("m"))
+                     .order_by(EtatFacture.montant, EtatFacture.facture_id).limit(5))
 
 
 class _Lot:
@@ -215,7 +219,6 @@ class _Lot:
         self.par_numero: dict[str, int] = {}
         self.par_dette: dict[int, int] = {}
         self.par_refdet: dict[str, list[int]] = defaultdict(list)
-        self.lignes_modifiees: set[int] = set()
         self.factures_modifiees: set[int] = set()
         self.affectations: list[tuple[Any, ...]] = []
         self.mouvements: list[tuple[Any, ...]] = []
@@ -226,7 +229,6 @@ class _Lot:
         self.statut_lu: dict[int, str] = {}
         self.paiement_lu: dict[int, tuple[str | None, int | None, int | None]] = {}
         self.remises: list[dict[str, Any]] = []
-        self.index_ligne: dict[int, LigneEtat] = {}
         self.suggerer = True
         self.reevaluees: list[int] = []
         # Montant → mot du nom → factures ouvertes de ce reste (rang, id, mots du nom, mots du prénom),
@@ -237,41 +239,25 @@ class _Lot:
 
     def _charger_factures(self, condition: Any) -> None:
         req = (select(Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero, Facture.regie_code,
-                      Facture.statut, Facture.montant, Facture.paye, Facture.avoirs, Facture.echeance,
-                      Facture.numero_dette, Facture.refdet, Facture.nom)
+                      EtatFacture.statut, Facture.montant, EtatFacture.paye, EtatFacture.avoirs, Facture.echeance,
+                      Facture.refdet, Facture.nom, Facture.lignes)
+               .join(EtatFacture, EtatFacture.facture_id == Facture.id)
                .join(Dossier, Dossier.id == Facture.dossier_id).where(condition))
-        nouvelles: list[int] = []
-        for (fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, dette, refdet,
-             nom) in self.conn.execute(req):
+        nouvelles: list[FactureEtat] = []
+        for (fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, refdet, nom,
+             lignes) in self.conn.execute(req):
             if fid in self.factures:
                 continue
-            self.factures[fid] = FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs,
-                                             echeance, statut == "titree", [], nom)
+            f = FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, False,
+                            [LigneEtat(rang, lg.montant, eligible_cesu=lg.eligible_cesu)
+                             for rang, lg in enumerate(lignes, 1)], nom)
+            self.factures[fid] = f
             self.statut_lu[fid] = statut
             self.par_numero[numero] = fid
-            self.par_dette[dette] = fid
+            self.par_dette[fid] = fid
             self.par_refdet[refdet].append(fid)
-            nouvelles.append(fid)
-        if not nouvelles:
-            return
-        for i in range(0, len(nouvelles), 900):
-            morceau = nouvelles[i:i + 900]
-            for lid, fid, rang, montant, paye, avoirs, eligible in self.conn.execute(
-                    select(LigneFacture.id, LigneFacture.facture_id, LigneFacture.rang, LigneFacture.montant,
-                           LigneFacture.paye, LigneFacture.avoirs, LigneFacture.eligible_cesu)
-                    .where(LigneFacture.facture_id.in_(morceau)).order_by(LigneFacture.facture_id, LigneFacture.rang)):
-                ligne = LigneEtat(lid, rang, montant, paye, avoirs, eligible)
-                self.factures[fid].lignes.append(ligne)
-                self.index_ligne[lid] = ligne
-            for lid, cesu in self.conn.execute(
-                    select(Affectation.ligne_id, func.sum(Affectation.montant))
-                    .join(Paiement, Paiement.id == Affectation.paiement_id)
-                    .where(Affectation.facture_id.in_(morceau), Paiement.canal == "cesu")
-                    .group_by(Affectation.ligne_id)):
-                self.index_ligne[lid].cesu = int(cesu)
-            for fid in self.conn.execute(select(Titre.facture_id).where(
-                    Titre.facture_id.in_(morceau), Titre.statut.in_(TITRES_ACTIFS))).scalars():
-                self.factures[fid].titree = True
+            nouvelles.append(f)
+        completer(self.conn, nouvelles)
 
     def _proches(self, montant: int, *, cesu: bool = False, exclure: int | None = None) -> list[FactureEtat]:
         """Suggestions : factures ouvertes dont le reste égale le montant (les plus anciennes d'abord).
@@ -337,7 +323,7 @@ class _Lot:
         if numeros:
             conditions.append(Facture.numero.in_(numeros))
         if dettes:
-            conditions.append(Facture.numero_dette.in_(dettes))
+            conditions.append(Facture.id.in_(dettes))
         if refdets:
             conditions.append(Facture.refdet.in_(refdets))
         if conditions:
@@ -377,8 +363,8 @@ class _Lot:
         if p.canal == "crcesu":
             return regles.decider_crcesu(p, self._remise(p.remise or p.reference))
         if p.canal == "pes_retour":
-            f, ligne_id = self._titre(p)
-            return regles.decider_pes_retour(p, f, self._a_confirmer(p, f) if f else None, ligne_id)
+            f, rang = self._titre(p)
+            return regles.decider_pes_retour(p, f, self._a_confirmer(p, f) if f else None, rang)
         raise ValueError(f"canal inconnu : {p.canal}")
 
     def _par_refdet(self, refdet: str | None) -> FactureEtat | None:
@@ -398,8 +384,9 @@ class _Lot:
         rang = 0
         for i in range(0, len(montants), 900):
             # Par l'index du reste ; le statut est filtré ici pour que le plan ne passe pas par lui.
-            req = (select(Facture.reste_du, Facture.id, Facture.statut, Facture.nom, Facture.prenom)
-                   .where(Facture.reste_du.in_(montants[i:i + 900])).order_by(Facture.echeance, Facture.numero))
+            req = (select(EtatFacture.reste_du, Facture.id, EtatFacture.statut, Facture.nom, Facture.prenom)
+                   .join(Facture, Facture.id == EtatFacture.facture_id)
+                   .where(EtatFacture.reste_du.in_(montants[i:i + 900])).order_by(Facture.echeance, Facture.numero))
             for m, fid, statut, nom, prenom in self.conn.execute(req):
                 if statut not in ("emise", "partiellement_payee"):
                     continue
@@ -453,6 +440,7 @@ class _Lot:
         return RemiseVue(r.id, r.identifiant, r.canal, r.montant, r.nombre, r.statut, verse)
 
     def _titre(self, p: PaiementVue) -> tuple[FactureEtat | None, int | None]:
+        """La facture du titre et le rang de la ligne que désigne l'IdLigne de la collecte."""
         try:
             exercice, bordereau, piece = (int(x) for x in (p.reference_facture or "").split("/"))
         except ValueError:
@@ -463,9 +451,9 @@ class _Lot:
         if t is None:
             return None, None
         self._charger_factures(Facture.id == t.facture_id)
-        ligne_id = self.conn.execute(select(LigneTitre.ligne_id).where(
+        rang = self.conn.execute(select(LigneTitre.rang).where(
             LigneTitre.titre_id == t.id, LigneTitre.numero == int(p.details.get("id_ligne") or 0))).scalar()
-        return self.factures[t.facture_id], ligne_id
+        return self.factures[t.facture_id], rang
 
     def _a_confirmer(self, p: PaiementVue, f: FactureEtat) -> int | None:
         """Un paiement déjà connu pour cette facture, même montant, à 10 jours près, pas encore confirmé."""
@@ -485,24 +473,24 @@ class _Lot:
     # --- Application et écriture -----------------------------------------------------------------
 
     def _appliquer(self, p: PaiementVue, d: Decision, *, ancienne: str | None) -> None:
-        par_facture: dict[int, int] = defaultdict(int)
+        par_facture: dict[int, list[list[int]]] = defaultdict(list)
         for part in d.parts:
             f = self.factures[part.facture_id]
-            ligne = self.index_ligne[part.ligne_id]
+            ligne = f.lignes[part.rang - 1]
             ligne.paye += part.montant
             if p.canal == "cesu":
                 ligne.cesu += part.montant
             f.paye += part.montant
-            par_facture[f.id] += part.montant
-            self.lignes_modifiees.add(ligne.id)
-            # La même preuve (un seul objet) pour chaque part : encodée une fois (`inserer_tuples`).
-            self.affectations.append((p.id, f.id, ligne.id, part.montant, d.regle, d.preuve, "systeme", self.now))
+            par_facture[f.id].append([part.rang, part.montant])
         dossier_id = None
-        for fid, montant in par_facture.items():
+        for fid, parts in par_facture.items():
             f = self.factures[fid]
+            montant = sum(m for _, m in parts)
             f.statut = statut_facture(f.montant, f.paye, f.avoirs, f.titree)
             self.factures_modifiees.add(fid)
             dossier_id = dossier_id or f.dossier_id
+            # La même preuve (un seul objet) pour chaque facture : encodée une fois (`inserer_tuples`).
+            self.affectations.append((p.id, fid, montant, parts, d.regle, d.preuve, "systeme", self.now))
             self.mouvements.append((
                 f.dossier_id, p.recu_le, "paiement",
                 f"Paiement {p.canal} {p.reference} affecté à la facture {f.numero}"[:300],
@@ -543,15 +531,13 @@ class _Lot:
         inserer_tuples(c, table_de(Affectation), COLONNES_AFFECTATION, self.affectations)
         inserer_tuples(c, table_de(MouvementCompte), COLONNES_MOUVEMENT, self.mouvements)
         inserer(c, table_de(Anomalie), self.anomalies)
-        mettre_a_jour(c, "ligne_facture", ["paye = {}"], "id",
-                      [(self.index_ligne[i].paye, i) for i in sorted(self.lignes_modifiees)], ("bigint", "bigint"))
         # Une colonne indexée n'est écrite que si sa valeur change : sous SQLite, l'écrire coûte la
-        # mise à jour de ses index (ou la vérification de sa clé étrangère) même à valeur égale.
+        # mise à jour de son index même à valeur égale.
         factures = sorted(self.factures_modifiees)
-        mettre_a_jour(c, "facture", ["paye = {}", "statut = {}"], "id",
+        mettre_a_jour(c, "etat_facture", ["paye = {}", "statut = {}"], "facture_id",
                       [(f.paye, f.statut, f.id) for i in factures
                        if (f := self.factures[i]).statut != self.statut_lu[i]], ("bigint", "text", "bigint"))
-        mettre_a_jour(c, "facture", ["paye = {}"], "id",
+        mettre_a_jour(c, "etat_facture", ["paye = {}"], "facture_id",
                       [(f.paye, f.id) for i in factures if (f := self.factures[i]).statut == self.statut_lu[i]],
                       ("bigint", "bigint"))
         par_colonnes: dict[tuple[bool, bool, bool], list[tuple[Any, ...]]] = defaultdict(list)

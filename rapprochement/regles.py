@@ -12,52 +12,14 @@ from typing import Any
 
 from connecteurs.buralistes.releve import LIMITE_ESPECES_CENTIMES
 from connecteurs.cesu.titres import date_limite_validite, est_perime
-from regie.domaine import LigneOuverte, repartir
+from regie.domaine import FactureEtat, LigneEtat, LigneOuverte, repartir
+
+__all__ = ["FactureEtat", "LigneEtat"]  # re-exportés : le vocabulaire des règles
 from regie.montants import centimes_en_euros as eur
 
 # Codes dont le moteur retente la résolution à chaque passage (la facture ou la remise peut arriver).
 CODES_REESSAYES = frozenset({"REFERENCE_INCONNUE"})
 JOURS_CONFIRMATION_PES = 10
-
-
-@dataclass
-class LigneEtat:
-    id: int
-    rang: int
-    montant: int
-    paye: int
-    avoirs: int
-    eligible_cesu: bool
-    cesu: int = 0  # CESU déjà affecté à cette ligne
-
-    @property
-    def reste(self) -> int:
-        return self.montant - self.paye - self.avoirs
-
-
-@dataclass
-class FactureEtat:
-    id: int
-    numero: str
-    dossier_id: int
-    dossier: str
-    regie: str
-    statut: str
-    montant: int
-    paye: int
-    avoirs: int
-    echeance: date
-    titree: bool
-    lignes: list[LigneEtat]
-    nom: str = ""
-
-    @property
-    def reste(self) -> int:
-        return self.montant - self.paye - self.avoirs
-
-    def vue(self) -> dict[str, Any]:
-        return {"facture": self.numero, "dossier": self.dossier, "montant": eur(self.montant),
-                "reste": eur(self.reste), "statut": self.statut}
 
 
 @dataclass(frozen=True)
@@ -72,10 +34,10 @@ class PaiementVue:
     details: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Part:
     facture_id: int
-    ligne_id: int
+    rang: int  # la ligne de la facture
     montant: int
 
 
@@ -99,7 +61,7 @@ def suggestion(f: FactureEtat, score: float, pourquoi: str) -> dict[str, Any]:
     return {**f.vue(), "score": round(score, 2), "pourquoi": pourquoi}
 
 
-def allouer(montant: int, f: FactureEtat, *, cesu: bool = False, ligne_id: int | None = None
+def allouer(montant: int, f: FactureEtat, *, cesu: bool = False, rang: int | None = None
             ) -> tuple[list[Part], str | None, str]:
     """La politique d'affectation d'un montant à une facture : parts par ligne, code d'anomalie, raison."""
     if f.statut == "annulee":
@@ -113,18 +75,18 @@ def allouer(montant: int, f: FactureEtat, *, cesu: bool = False, ligne_id: int |
         if reste_eligible <= 0:
             return [], "CESU_NON_ELIGIBLE", (f"Aucun reste éligible au CESU sur la facture {f.numero} "
                                              "(prestations non éligibles ou enfants de 6 ans et plus).")
-        parts = [Part(f.id, lid, m) for lid, m in repartir(min(montant, reste_eligible), [
-            LigneOuverte(lg.id, lg.reste, True) for lg in eligibles])]
+        parts = [Part(f.id, r, m) for r, m in repartir(min(montant, reste_eligible), [
+            LigneOuverte(lg.rang, lg.reste, True) for lg in eligibles])]
         if montant > reste_eligible:
             return parts, "CESU_EXCEDENT", (f"Le titre CESU ({eur(montant)} €) dépasse le reste éligible "
                                             f"({eur(reste_eligible)} €) : le CESU ne rend pas la monnaie, "
                                             "l'excédent attend la décision d'un agent.")
         return parts, None, ""
     ordre = f.lignes
-    if ligne_id is not None:
-        ordre = sorted(f.lignes, key=lambda lg: (lg.id != ligne_id, lg.rang))
-    parts = [Part(f.id, lid, m) for lid, m in repartir(min(montant, f.reste),
-                                                        [LigneOuverte(lg.id, lg.reste) for lg in ordre])]
+    if rang is not None:
+        ordre = sorted(f.lignes, key=lambda lg: (lg.rang != rang, lg.rang))
+    parts = [Part(f.id, r, m) for r, m in repartir(min(montant, f.reste),
+                                                    [LigneOuverte(lg.rang, lg.reste) for lg in ordre])]
     if montant > f.reste:
         return parts, "TROP_PERCU", (f"Le paiement ({eur(montant)} €) dépasse le reste dû sur {f.numero} "
                                      f"({eur(f.reste)} €) : affecté jusqu'au reste, l'excédent attend une décision.")
@@ -287,7 +249,7 @@ def decider_crcesu(p: PaiementVue, r: RemiseVue | None) -> Decision:
 
 
 def decider_pes_retour(p: PaiementVue, f: FactureEtat | None, a_confirmer: int | None,
-                       ligne_id: int | None) -> Decision:
+                       rang: int | None) -> Decision:
     preuve = {"titre": p.reference_facture, "org_ema": p.details.get("org_ema"), "dte_reco": p.details.get("dte_reco"),
               "id_ligne": p.details.get("id_ligne")}
     if f is None:
@@ -295,4 +257,4 @@ def decider_pes_retour(p: PaiementVue, f: FactureEtat | None, a_confirmer: int |
     if a_confirmer is not None:
         return Decision("pes_retour_confirmation", {**preuve, "paiement_confirme": a_confirmer},
                         confirme_paiement_id=a_confirmer)
-    return appliquer(Decision("pes_retour_titre", preuve), p.montant, f, ligne_id=ligne_id)
+    return appliquer(Decision("pes_retour_titre", preuve), p.montant, f, rang=rang)

@@ -95,14 +95,16 @@ def cmd_factures_datamatrix(app: Application, args: argparse.Namespace) -> int:
 
     from connecteurs.buralistes.datamatrix import charge_utile
     from connecteurs.buralistes.image import image_png, image_svg
-    from regie.registre.modeles import Facture
+    from regie.registre.modeles import EtatFacture, Facture
 
     with app.sessions() as session:
-        facture = session.scalars(select(Facture).where(Facture.numero == args.numero)).one_or_none()
-        if facture is None:
+        trouvee = session.execute(select(Facture, EtatFacture).join(EtatFacture, EtatFacture.facture_id == Facture.id)
+                                  .where(Facture.numero == args.numero)).one_or_none()
+        if trouvee is None:
             print(f"regie : facture « {args.numero} » inconnue", file=sys.stderr)
             return REFUSE
-        reste, statut, periode = facture.reste, facture.statut, facture.periode
+        facture, etat = trouvee
+        reste, statut, periode = etat.reste, etat.statut, facture.periode
         numero_dette, code_regie = facture.numero_dette, facture.regie_code
     if statut == "annulee" or reste <= 0:
         print(f"regie : facture « {args.numero} » {'annulée' if statut == 'annulee' else 'soldée'} : "

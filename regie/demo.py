@@ -50,14 +50,15 @@ def _payfip(args: argparse.Namespace) -> None:
     from sqlalchemy import select
 
     from regie.application import Application
-    from regie.registre.modeles import Dossier, Facture
+    from regie.registre.modeles import Dossier, EtatFacture, Facture
     from regie.services.payfip import DemandePaiement, FactureDemandee, PasserellePayfip, demarrer_paiement
 
     app = Application.depuis_environnement()
     quand = datetime(2026, 6, 10, 18, 30, tzinfo=ZoneInfo("Europe/Paris"))
     with app.moteur.connect() as c:
         lignes = c.execute(select(Dossier.numero, Facture.numero).join(Facture, Facture.dossier_id == Dossier.id)
-                           .where(Facture.regie_code == "ENFANCE", Facture.statut == "emise")
+                           .join(EtatFacture, EtatFacture.facture_id == Facture.id)
+                           .where(Facture.regie_code == "ENFANCE", EtatFacture.statut == "emise")
                            .order_by(Dossier.numero, Facture.numero)).all()
     paniers: dict[str, list[str]] = {}
     for dossier, numero in lignes:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from regie.montants import centimes_en_euros as eur
 
 STATUTS_FACTURE = ("emise", "partiellement_payee", "payee", "annulee", "titree")
 
@@ -28,7 +32,7 @@ def statut_paiement(montant: int, affecte: int, anomalie: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class LigneOuverte:
-    ligne_id: int
+    rang: int
     reste: int
     eligible_cesu: bool = False
 
@@ -36,7 +40,7 @@ class LigneOuverte:
 def repartir(montant: int, lignes: Sequence[LigneOuverte], *, cesu: bool = False) -> list[tuple[int, int]]:
     """Répartit `montant` sur les lignes dans l'ordre donné (l'ordre des lignes de la facture).
 
-    Le CESU ne va que sur les lignes éligibles. Rend [(ligne_id, part)] ; la somme des parts
+    Le CESU ne va que sur les lignes éligibles. Rend [(rang, part)] ; la somme des parts
     est min(montant, somme des restes permis) : l'appelant traite ce qui dépasse.
     """
     parts: list[tuple[int, int]] = []
@@ -48,6 +52,49 @@ def repartir(montant: int, lignes: Sequence[LigneOuverte], *, cesu: bool = False
             continue
         part = min(a_placer, ligne.reste)
         if part > 0:
-            parts.append((ligne.ligne_id, part))
+            parts.append((ligne.rang, part))
             a_placer -= part
     return parts
+
+
+# --- L'état d'une facture, tel que le moteur et les décisions le voient ----------------------------------
+
+@dataclass(slots=True)
+class LigneEtat:
+    """Une ligne de facture et ce qui y est affecté (somme des parts de ses affectations)."""
+
+    rang: int
+    montant: int
+    paye: int = 0
+    avoirs: int = 0
+    eligible_cesu: bool = False
+    cesu: int = 0  # CESU déjà affecté à cette ligne
+
+    @property
+    def reste(self) -> int:
+        return self.montant - self.paye - self.avoirs
+
+
+@dataclass(slots=True)
+class FactureEtat:
+    id: int
+    numero: str
+    dossier_id: int
+    dossier: str
+    regie: str
+    statut: str
+    montant: int
+    paye: int
+    avoirs: int
+    echeance: date
+    titree: bool
+    lignes: list[LigneEtat] = field(default_factory=list)
+    nom: str = ""
+
+    @property
+    def reste(self) -> int:
+        return self.montant - self.paye - self.avoirs
+
+    def vue(self) -> dict[str, Any]:
+        return {"facture": self.numero, "dossier": self.dossier, "montant": eur(self.montant),
+                "reste": eur(self.reste), "statut": self.statut}

@@ -18,7 +18,7 @@ from regie.api.rapide import StatutRapide
 from regie.api.schemas import FactureDetail
 from regie.api.securite import creer_cle, empreinte_cle, lister_cles, revoquer_cle
 from regie.application import Application
-from regie.registre.modeles import CleApi, Facture
+from regie.registre.modeles import CleApi, EtatFacture, Facture
 from regie.services.factures import pousser_objets
 from regie.services.payfip import PasserellePayfip, aujourd_hui_paris, consulter_operations_en_attente
 from tests.test_payfip_parcours import facture_json, trois_factures
@@ -141,7 +141,8 @@ def test_les_factures_d_un_dossier_disent_si_elles_sont_payables_et_pourquoi(app
         {"type": "avoir", "numero": "A2611-0000001", "facture": "F2611-0000005",
          "emise_le": aujourd_hui.isoformat(), "montant": "14.00", "motif": "Absence"}])
     with app.moteur.begin() as conn:
-        conn.execute(update(Facture).where(Facture.numero == "F2611-0000002").values(statut="titree"))
+        conn.execute(update(EtatFacture).where(EtatFacture.facture_id == select(Facture.id).where(
+            Facture.numero == "F2611-0000002").scalar_subquery()).values(statut="titree"))
     r = client.get("/api/v1/dossiers/D000001/factures")
     assert r.status_code == 200
     par_numero = {f["numero"]: f for f in r.json()["factures"]}
@@ -345,7 +346,8 @@ def registre(app: Application) -> None:
         {"type": "avoir", "numero": "A2611-0000001", "facture": "F2611-0000004",
          "emise_le": datetime.now(UTC).date().isoformat(), "montant": "14.00", "motif": "Absence"}])
     with app.moteur.begin() as conn:
-        conn.execute(update(Facture).where(Facture.numero == "F2611-0000002").values(statut="titree"))
+        conn.execute(update(EtatFacture).where(EtatFacture.facture_id == select(Facture.id).where(
+            Facture.numero == "F2611-0000002").scalar_subquery()).values(statut="titree"))
 
 
 @pytest.mark.parametrize(("factures", "extra", "statut", "code"), [

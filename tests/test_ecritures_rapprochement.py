@@ -11,7 +11,7 @@ from sqlalchemy import select
 from rapprochement.ecritures import mettre_a_jour
 from regie.application import Application
 from regie.registre.masse import sans_ramasse_miettes
-from regie.registre.modeles import Facture
+from regie.registre.modeles import EtatFacture, Facture
 from tests.scenarios import Scenario, autre
 
 
@@ -22,13 +22,15 @@ def test_mettre_a_jour_applique_chaque_ligne_a_sa_cle_et_les_expressions_sur_l_a
                 autre("F01-26-05-0000003", "10.00"))
     with app.moteur.begin() as c:
         ids = dict(c.execute(select(Facture.numero, Facture.id)).all())
-        mettre_a_jour(c, "facture", ["paye = paye + {}", "statut = coalesce({}, statut)"], "id",
+        mettre_a_jour(c, "etat_facture", ["paye = paye + {}", "statut = coalesce({}, statut)"],
+                      "facture_id",
                       [(1000, "partiellement_payee", ids["F01-26-05-0000001"]),
                        (2000, None, ids["F01-26-05-0000002"])], ("bigint", "text", "bigint"))
-        mettre_a_jour(c, "facture", ["paye = {}"], "id", [], ("bigint", "bigint"))  # rien à faire : aucune requête
+        # Rien à faire : aucune requête.
+        mettre_a_jour(c, "etat_facture", ["paye = {}"], "facture_id", [], ("bigint", "bigint"))
     with app.moteur.connect() as c:
-        lignes = c.execute(select(Facture.numero, Facture.paye, Facture.statut, Facture.reste_du)
-                           .order_by(Facture.numero)).all()
+        lignes = c.execute(select(Facture.numero, EtatFacture.paye, EtatFacture.statut, EtatFacture.reste_du)
+                           .join(EtatFacture, EtatFacture.facture_id == Facture.id).order_by(Facture.numero)).all()
     assert [tuple(r) for r in lignes] == [("F01-26-05-0000001", 1000, "partiellement_payee", 2000),
                                           ("F01-26-05-0000002", 2000, "emise", 0),
                                           ("F01-26-05-0000003", 0, "emise", 1000)]

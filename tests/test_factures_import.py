@@ -16,9 +16,9 @@ from regie.registre.modeles import (
     Affectation,
     Avoir,
     Dossier,
+    EtatFacture,
     Facture,
     FichierRecu,
-    LigneFacture,
     MouvementCompte,
     Paiement,
 )
@@ -99,8 +99,8 @@ def test_chaque_facture_recoit_un_numero_de_dette_unique_et_sa_refdet(app: Appli
 def test_les_lignes_gardent_montants_et_eligibilite_cesu(app: Application, tmp_path: Path) -> None:
     importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture()]))
     with app.sessions() as s:
-        lignes = s.scalars(select(LigneFacture).order_by(LigneFacture.rang)).all()
-    assert [(lg.prestation_code, lg.montant, lg.quantite_centiemes, lg.prix_unitaire, lg.eligible_cesu)
+        lignes = s.scalars(select(Facture.lignes)).one()
+    assert [(lg.prestation, lg.montant, lg.quantite_centiemes, lg.prix_unitaire, lg.eligible_cesu)
             for lg in lignes] == [("CANTINE", 4200, 1200, 350, False), ("CRECHE", 3500, 2000, 175, True)]
 
 
@@ -112,8 +112,8 @@ def test_un_enfant_de_six_ans_au_premier_jour_de_la_periode_n_est_plus_eligible_
     g["lignes"][1]["naissance"] = "2020-05-02"  # 6 ans le lendemain
     importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [f, g]))
     with app.sessions() as s:
-        eligibles = dict(s.execute(select(Facture.numero, LigneFacture.eligible_cesu)
-                                   .join(LigneFacture).where(LigneFacture.rang == 2)).all())
+        eligibles = {numero: lignes[1].eligible_cesu
+                     for numero, lignes in s.execute(select(Facture.numero, Facture.lignes))}
     assert eligibles == {"F01-26-05-0000123": False, "F01-26-05-0000124": True}
 
 
@@ -153,7 +153,7 @@ def test_un_fichier_refuse_ne_laisse_aucune_ligne_et_part_en_quarantaine(app: Ap
     chemin = ecrire(tmp_path, "mauvais.jsonl", [*bons, facture("F01-26-05-9999999", regie="INCONNUE")])
     with pytest.raises(FichierRefuse):
         importer_fichier_factures(app, chemin)
-    for modele in (Facture, LigneFacture, Dossier, MouvementCompte, Affectation, Avoir):
+    for modele in (Facture, EtatFacture, Dossier, MouvementCompte, Affectation, Avoir):
         assert compter(app, modele) == 0, modele.__name__
     with app.sessions() as s:
         recu = s.scalars(select(FichierRecu)).one()
@@ -250,8 +250,8 @@ def test_un_avoir_reduit_ce_qui_reste_du(app: Application, tmp_path: Path) -> No
     assert (f["avoirs"], f["reste"], f["statut"]) == ("7.00", "70.00", "emise")
     assert etat(app)["familles"] == [{"dossier": "D004512", "du": "70.00", "credit": "0.00"}]
     with app.sessions() as s:
-        parts = s.execute(select(LigneFacture.rang, LigneFacture.avoirs).order_by(LigneFacture.rang)).all()
-    assert [tuple(p) for p in parts] == [(1, 700), (2, 0)]
+        parts = s.execute(select(Affectation.avoir_id.is_not(None), Affectation.parts)).all()
+    assert [tuple(p) for p in parts] == [(True, [[1, 700]])]
 
 
 def test_un_avoir_egal_a_la_facture_impayee_l_annule(app: Application, tmp_path: Path) -> None:
@@ -274,7 +274,7 @@ def test_un_avoir_plus_grand_que_le_reste_devient_credit_de_la_famille(app: Appl
 def test_un_avoir_sur_une_facture_inconnue_ou_titree_est_refuse(app: Application, tmp_path: Path) -> None:
     importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture()]))
     with app.sessions() as s, s.begin():
-        s.execute(Facture.__table__.update().values(statut="titree"))
+        s.execute(EtatFacture.__table__.update().values(statut="titree"))
     with pytest.raises(FichierRefuse) as exc:
         importer_fichier_factures(app, ecrire(tmp_path, "a.jsonl", [
             avoir("A-2026-0001", FACTURE["numero"], "5.00"), avoir("A-2026-0002", "F-INCONNUE-1", "5.00")]))
@@ -310,18 +310,28 @@ def test_l_historique_de_chaque_famille_egale_ses_factures_moins_ses_avoirs(app:
 def verifier_invariants(app: Application) -> None:
     """montant = payé + avoirs + reste ; lignes = facture ; compte famille = factures − avoirs − payé."""
     with app.moteur.connect() as c:
-        for fid, montant, paye, avoirs, _statut in c.execute(select(
-                Facture.id, Facture.montant, Facture.paye, Facture.avoirs, Facture.statut)):
-            assert 0 <= paye + avoirs <= montant
-            somme = c.execute(select(func.sum(LigneFacture.montant), func.sum(LigneFacture.paye),
-                                     func.sum(LigneFacture.avoirs)).where(LigneFacture.facture_id == fid)).one()
-            assert tuple(somme) == (montant, paye, avoirs)
+        for fid, montant, lignes, montant_etat, paye, avoirs in c.execute(select(
+                Facture.id, Facture.montant, Facture.lignes, EtatFacture.montant, EtatFacture.paye, EtatFacture.avoirs)
+                .join(EtatFacture, EtatFacture.facture_id == Facture.id)):
+            assert 0 <= paye + avoirs <= montant == montant_etat == sum(lg.montant for lg in lignes)
+            # Chaque ligne : ce que ses parts lui apportent, jamais au-delà de son montant.
+            par_ligne = [[0, 0] for _ in lignes]
+            for parts, de_paiement in c.execute(select(Affectation.parts, Affectation.paiement_id.is_not(None))
+                                                .where(Affectation.facture_id == fid)):
+                for rang, m in parts:
+                    par_ligne[rang - 1][0 if de_paiement else 1] += m
+            assert all(p >= 0 and a >= 0 and p + a <= lg.montant for (p, a), lg in zip(par_ligne, lignes, strict=True))
+            assert (sum(p for p, _ in par_ligne), sum(a for _, a in par_ligne)) == (paye, avoirs)
+            for montant_aff, parts in c.execute(select(Affectation.montant, Affectation.parts)
+                                                .where(Affectation.facture_id == fid)):
+                assert montant_aff == sum(m for _, m in parts)
             affecte = c.execute(select(func.coalesce(func.sum(Affectation.montant), 0))
                                 .where(Affectation.facture_id == fid, Affectation.avoir_id.is_not(None))).scalar()
             assert affecte == avoirs
-        reste = Facture.montant - Facture.paye - Facture.avoirs
+        reste = EtatFacture.montant - EtatFacture.paye - EtatFacture.avoirs
         du_attendu = dict(c.execute(select(Facture.dossier_id, func.sum(reste))
-                                    .where(Facture.statut != "titree").group_by(Facture.dossier_id)).all())
+                                    .join(EtatFacture, EtatFacture.facture_id == Facture.id)
+                                    .where(EtatFacture.statut != "titree").group_by(Facture.dossier_id)).all())
         du_journal = dict(c.execute(select(MouvementCompte.dossier_id, func.sum(MouvementCompte.delta_du))
                                     .group_by(MouvementCompte.dossier_id)).all())
         assert du_journal == du_attendu

@@ -23,7 +23,7 @@ from regie.application import Application
 from regie.erreurs import FichierRefuse
 from regie.pages import auth
 from regie.parametres import Environnement, charger_configuration
-from regie.registre.modeles import Audit, Facture
+from regie.registre.modeles import Audit, EtatFacture, Facture
 from tests.conftest import CONFIG_EXEMPLE, RACINE
 from tests.test_pages_revue import F1, F2, MDP, creer_comptes, fastapi_pages, virement_ambigu
 
@@ -170,7 +170,8 @@ def test_un_agent_affecte_un_virement_a_deux_factures_et_voit_les_deux_payees_et
     capturer(page, "10_titres")
 
     with application.moteur.connect() as c:
-        assert c.execute(select(Facture.statut).where(Facture.numero.in_((F1, F2)))).scalars().all() == [
+        assert c.execute(select(EtatFacture.statut).join(Facture, Facture.id == EtatFacture.facture_id)
+                         .where(Facture.numero.in_((F1, F2)))).scalars().all() == [
             "payee", "payee"]
         assert c.execute(select(Audit.qui, Audit.action, Audit.objet_id)).all() == [("agent", "affecter", str(pid))]
 
@@ -196,7 +197,8 @@ def test_un_compte_consultation_ne_peut_pas_decider(page: Any, application: Appl
     assert page.get_by_text("ne permet pas la décision").is_visible()
     capturer(page, "12_refus_role")
     with application.moteur.connect() as c:
-        assert c.execute(select(Facture.statut).where(Facture.numero == F1)).scalar_one() == "emise"
+        assert c.execute(select(EtatFacture.statut).join(Facture, Facture.id == EtatFacture.facture_id)
+                         .where(Facture.numero == F1)).scalar_one() == "emise"
 
 
 def test_un_formulaire_forge_sans_jeton_csrf_est_refuse(page: Any, application: Application,
@@ -213,5 +215,6 @@ def test_un_formulaire_forge_sans_jeton_csrf_est_refuse(page: Any, application: 
     assert page.get_by_text("jeton de sécurité absent ou périmé").is_visible()
     capturer(page, "13_refus_csrf")
     with application.moteur.connect() as c:
-        assert c.execute(select(Facture.statut).where(Facture.numero == F1)).scalar_one() == "emise"
+        assert c.execute(select(EtatFacture.statut).join(Facture, Facture.id == EtatFacture.facture_id)
+                         .where(Facture.numero == F1)).scalar_one() == "emise"
         assert c.execute(select(Audit.id)).first() is None

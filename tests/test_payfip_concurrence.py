@@ -23,7 +23,7 @@ from connecteurs.payfip import TransportPayfip
 from connecteurs.payfip.simulateur import Scenario, SimulateurPayfip
 from regie.api.app import creer_app
 from regie.application import Application
-from regie.registre.modeles import Affectation, Facture, MouvementCompte, OperationPayfip, Paiement
+from regie.registre.modeles import Affectation, EtatFacture, MouvementCompte, OperationPayfip, Paiement
 from regie.services.etat import etat
 from regie.services.factures import pousser_objets
 from regie.services.payfip import (
@@ -148,7 +148,7 @@ def test_notifications_et_consultations_simultanees_ne_creditent_qu_une_fois(
         assert all((p.montant, p.affecte, p.statut) == (5250, 5250, "affecte") for p in paiements)
         ops = conn.execute(select(OperationPayfip.statut, OperationPayfip.paiement_id)).all()
         assert {o.statut for o in ops} == {"payee"} and len({o.paiement_id for o in ops}) == MANCHES
-        factures = conn.execute(select(Facture.montant, Facture.paye, Facture.statut)).all()
+        factures = conn.execute(select(EtatFacture.montant, EtatFacture.paye, EtatFacture.statut)).all()
         assert all((f.paye, f.statut) == (f.montant, "payee") for f in factures)
         assert conn.execute(select(func.sum(Affectation.montant))).scalar_one() == 5250 * MANCHES
         par_paiement = conn.execute(select(MouvementCompte.paiement_id, func.count())

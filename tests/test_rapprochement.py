@@ -106,8 +106,8 @@ def test_le_cesu_ne_paie_que_les_lignes_eligibles_et_ne_rend_pas_la_monnaie(sc: 
     p = sc.paiement("cesu", "0412345678902")
     assert (p["statut"], p["anomalie"], p["affecte"]) == ("en_anomalie", "CESU_EXCEDENT", "15.00")
     with sc.app.sessions() as s:
-        lignes = {a.ligne_id for a in s.scalars(select(Affectation))}
-    assert len(lignes) == 1  # la seule ligne de crèche
+        lignes = {rang for a in s.scalars(select(Affectation)) for rang, _ in a.parts}
+    assert lignes == {2}  # la seule ligne de crèche
     f = sc.facture(F)
     assert (f["paye"], f["reste"]) == ("35.00", "42.00")  # la cantine reste due
 

@@ -23,6 +23,7 @@ from regie.registre.modeles import (
     Anomalie,
     Bordereau,
     Compteur,
+    EtatFacture,
     Facture,
     FichierExporte,
     LigneTitre,
@@ -101,7 +102,8 @@ def compter(app: Application, modele: Any) -> int:
 
 def statuts(app: Application) -> dict[str, str]:
     with app.moteur.connect() as c:
-        return {n: s for n, s in c.execute(select(Facture.numero, Facture.statut))}
+        return {n: s for n, s in c.execute(select(Facture.numero, EtatFacture.statut)
+                                           .join(EtatFacture, EtatFacture.facture_id == Facture.id))}
 
 
 def soldes_famille(app: Application, dossier_id: int | None = None) -> tuple[int, int]:
@@ -256,13 +258,13 @@ def test_un_payeur_sans_adresse_ou_de_civilite_inconnue_va_en_revue_et_le_reste_
 
 def test_une_ligne_au_reste_negatif_n_est_jamais_ecrite(app: Application, tmp_path: Path) -> None:
     importer_factures(app, tmp_path, [facture("F-NEG-0001")])
-    from regie.registre.modeles import LigneFacture
+    import msgspec
 
     with app.moteur.begin() as c:
-        fid = c.execute(select(Facture.id).where(Facture.numero == "F-NEG-0001")).scalar_one()
-        # Une incohérence : une ligne « payée » au-delà (contrainte levée par un ancien import, par exemple).
-        c.execute(update(LigneFacture).where(LigneFacture.facture_id == fid, LigneFacture.rang == 2)
-                  .values(montant=0))
+        fid, lignes = c.execute(select(Facture.id, Facture.lignes).where(Facture.numero == "F-NEG-0001")).one()
+        # Une incohérence : les lignes ne font plus le montant (une correction à la main dans la base, par exemple).
+        c.execute(update(Facture).where(Facture.id == fid).values(
+            lignes=(lignes[0], msgspec.structs.replace(lignes[1], montant=0))))
     assert emettre_titres(app, AUJOURD_HUI) == []
     with app.moteur.connect() as c:
         raison = c.execute(select(Anomalie.raison)).scalar_one()
@@ -281,7 +283,7 @@ def test_une_erreur_apres_la_prise_des_numeros_annule_tout_sans_trou(
     with pytest.raises(OSError, match="disque plein"):
         emettre_titres(app, AUJOURD_HUI)
     assert compter(app, Titre) == compter(app, Bordereau) == compter(app, FichierExporte) == 0
-    assert compter(app, Compteur) == 1  # seul le compteur des numéros de dette existe
+    assert compter(app, Compteur) == 0  # aucun numéro pris (le numéro de dette est l'identifiant de la facture)
     assert statuts(app) == {"F-UN-00001": "emise", "F-DEUX-0002": "emise"}
     assert list((app.env.donnees / "sortie").iterdir()) == []
     monkeypatch.undo()

@@ -19,6 +19,7 @@ from regie.registre.modeles import (
     Affectation,
     Avoir,
     Dossier,
+    EtatFacture,
     Facture,
     LignePanierPayfip,
     MouvementCompte,
@@ -29,7 +30,8 @@ from regie.registre.moteur import connexion_lecture, curseur_psycopg
 from regie.services.payfip import RAISONS, factures_en_cours, raison_non_payable
 
 _COLONNES = (Facture.id, Facture.numero, Facture.regie_code, Dossier.numero.label("dossier"), Facture.periode,
-             Facture.emise_le, Facture.echeance, Facture.montant, Facture.paye, Facture.avoirs, Facture.statut)
+             Facture.emise_le, Facture.echeance, Facture.montant, EtatFacture.paye, EtatFacture.avoirs,
+             EtatFacture.statut)
 
 
 class Introuvable(Exception):
@@ -56,6 +58,7 @@ def factures_du_dossier(app: Application, numero_dossier: str, aujourd_hui: date
     with connexion_lecture(app.moteur) as conn:
         dossier_id = _dossier_id(conn, numero_dossier)
         lignes = conn.execute(select(*_COLONNES).join(Dossier, Dossier.id == Facture.dossier_id)
+                              .join(EtatFacture, EtatFacture.facture_id == Facture.id)
                               .where(Facture.dossier_id == dossier_id)
                               .order_by(Facture.emise_le, Facture.numero)).all()
         en_cours = factures_en_cours(conn, [f.id for f in lignes])
@@ -71,6 +74,7 @@ _EN_COURS = (select(LignePanierPayfip.id)
 
 # Construites une fois (bindparam) : la page de statut est l'appel le plus fréquent du portail.
 _REQ_FACTURE = (select(*_COLONNES, _EN_COURS).join(Dossier, Dossier.id == Facture.dossier_id)
+                .join(EtatFacture, EtatFacture.facture_id == Facture.id)
                 .where(Facture.numero == bindparam("numero")))
 _REQ_PAIEMENTS = (select(Paiement.canal, Paiement.reference, Paiement.recu_le, Paiement.montant,
                          func.sum(Affectation.montant).label("affecte"))

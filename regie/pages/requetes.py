@@ -22,6 +22,7 @@ from regie.registre.modeles import (
     Audit,
     Bordereau,
     Dossier,
+    EtatFacture,
     Execution,
     Facture,
     FichierExporte,
@@ -238,8 +239,9 @@ def detail_paiement(app: Application, paiement_id: int) -> dict[str, Any] | None
         affectations = [dict(r._mapping) for r in c.execute(
             select(Affectation.id, Affectation.montant, Affectation.regle, Affectation.preuve, Affectation.auteur,
                    Affectation.cree_le, Affectation.annule_id, Facture.numero.label("facture"),
-                   Facture.statut.label("facture_statut"))
+                   EtatFacture.statut.label("facture_statut"))
             .join(Facture, Facture.id == Affectation.facture_id)
+            .join(EtatFacture, EtatFacture.facture_id == Affectation.facture_id)
             .where(Affectation.paiement_id == paiement_id).order_by(Affectation.cree_le, Affectation.id))]
         net: dict[str, int] = {}
         for a in affectations:
@@ -255,8 +257,9 @@ def detail_paiement(app: Application, paiement_id: int) -> dict[str, Any] | None
         if source and source["suggestions"]:
             numeros = [s.get("facture") for s in source["suggestions"] if s.get("facture")]
             actuelles = {r.numero: r for r in c.execute(
-                select(Facture.numero, Facture.montant, Facture.paye, Facture.avoirs, Facture.statut,
+                select(Facture.numero, Facture.montant, EtatFacture.paye, EtatFacture.avoirs, EtatFacture.statut,
                        Dossier.numero.label("dossier")).join(Dossier, Dossier.id == Facture.dossier_id)
+                .join(EtatFacture, EtatFacture.facture_id == Facture.id)
                 .where(Facture.numero.in_(numeros)))}
             for s in sorted(source["suggestions"], key=lambda s: -float(s.get("score") or 0)):
                 f = actuelles.get(s.get("facture"))
@@ -306,15 +309,16 @@ def compte_famille(app: Application, numero: str) -> dict[str, Any] | None:
         titre = aliased(Titre)
         factures = [dict(r._mapping) for r in c.execute(
             select(Facture.id, Facture.numero, Facture.regie_code, Facture.periode, Facture.echeance,
-                   Facture.montant, Facture.paye, Facture.avoirs, Facture.statut, Facture.nom, Facture.prenom,
-                   titre.exercice, titre.piece, titre.statut.label("titre_statut"))
+                   Facture.montant, EtatFacture.paye, EtatFacture.avoirs, EtatFacture.statut, Facture.nom,
+                   Facture.prenom, titre.exercice, titre.piece, titre.statut.label("titre_statut"))
+            .join(EtatFacture, EtatFacture.facture_id == Facture.id)
             .outerjoin(titre, and_(titre.facture_id == Facture.id, titre.statut != "annule"))
             .where(Facture.dossier_id == d.id).order_by(Facture.emise_le, Facture.numero))]
         ids_factures = [f["id"] for f in factures]
         paiements = [dict(r._mapping) for r in c.execute(
             select(Paiement.id, Paiement.canal, Paiement.reference, Paiement.montant, Paiement.affecte,
                    Paiement.en_credit, Paiement.rembourse, Paiement.statut, Paiement.anomalie, Paiement.recu_le)
-            .where(or_(Paiement.dossier_id == d.id,
+            .where(or_(Paiement.id.in_(select(MouvementCompte.paiement_id).where(MouvementCompte.dossier_id == d.id)),
                        Paiement.id.in_(select(Affectation.paiement_id).where(Affectation.facture_id.in_(ids_factures)))))
             .order_by(Paiement.recu_le, Paiement.id))]
         mouvements = [dict(r._mapping) for r in c.execute(

@@ -22,8 +22,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, synonym
 
+from regie.registre.lignes import JsonCompact, LigneFacture, LignesJson
 from regie.registre.types import InstantUTC, Json, maintenant
 
 CONVENTION = {
@@ -124,23 +125,23 @@ class Dossier(Base):
 
 
 class Facture(Base):
+    """Une facture du portail, telle qu'émise : elle ne change plus (son état suit dans `EtatFacture`).
+
+    Pas de clé étrangère déclarée sur cette table volumineuse (un contrôle par rangée coûte plus que
+    l'écriture elle-même sous PostgreSQL) : l'import vérifie ses références par lot, dans sa
+    transaction, et `regie verifier` contrôle tout le registre.
+    """
+
     __tablename__ = "facture"
+    # L'identifiant est aussi le numéro de dette (datamatrix, NumDette du titre) : unique, jamais réutilisé.
     id: Mapped[int] = mapped_column(primary_key=True)
     numero: Mapped[str] = mapped_column(String(30), unique=True)
-    regie_code: Mapped[str] = mapped_column(ForeignKey("regie.code"))
-    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossier.id"), index=True)
+    regie_code: Mapped[str] = mapped_column(String(20))
+    dossier_id: Mapped[int] = mapped_column(index=True)
     emise_le: Mapped[date] = mapped_column(Date)
     echeance: Mapped[date] = mapped_column(Date, index=True)
     periode: Mapped[str] = mapped_column(String(7))
     montant: Mapped[int]
-    paye: Mapped[int] = mapped_column(default=0)
-    avoirs: Mapped[int] = mapped_column(default=0)
-    # emise | partiellement_payee | payee | annulee | titree (specs/cli.md)
-    statut: Mapped[str] = mapped_column(String(20), default="emise")
-    # Calculé par la base (une colonne : l'index reste utilisable par les deux bases) : le moteur
-    # cherche les factures dont le reste égale un montant (famille du tireur, suggestions).
-    reste_du: Mapped[int] = mapped_column(Computed("montant - paye - avoirs", persisted=True))
-    numero_dette: Mapped[int] = mapped_column(BigInteger, unique=True)
     refdet: Mapped[str] = mapped_column(String(30), index=True)
     civilite: Mapped[str] = mapped_column(String(3))
     nom: Mapped[str] = mapped_column(String(100))
@@ -150,13 +151,32 @@ class Facture(Base):
     adresse2: Mapped[str | None] = mapped_column(String(200))
     code_postal: Mapped[str] = mapped_column(String(10))
     ville: Mapped[str] = mapped_column(String(100))
+    lignes: Mapped[tuple[LigneFacture, ...]] = mapped_column(LignesJson())
     empreinte: Mapped[str] = mapped_column(String(64))
-    fichier_id: Mapped[int | None] = mapped_column(ForeignKey("fichier_recu.id"))
-    # Indexé : le moteur lit max(cree_le) (la dernière arrivée) à chaque passage.
-    cree_le: Mapped[datetime] = mapped_column(default=maintenant, index=True)
+    fichier_id: Mapped[int | None]
+    cree_le: Mapped[datetime] = mapped_column(default=maintenant)
 
-    lignes: Mapped[list[LigneFacture]] = relationship(
-        back_populates="facture", order_by="LigneFacture.rang")
+    numero_dette: Mapped[int] = synonym("id")
+
+    __table_args__ = (CheckConstraint("montant > 0", name="montant_positif"),)
+
+
+class EtatFacture(Base):
+    """Ce qui change d'une facture : payé, avoirs, statut ; une rangée étroite par facture.
+
+    À part de la facture : chaque paiement la réécrit, et une rangée courte avec deux index se
+    réécrit trois fois plus vite que la facture entière et ses cinq index.
+    """
+
+    __tablename__ = "etat_facture"
+    facture_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    montant: Mapped[int]  # celui de la facture (l'index des restes le porte)
+    paye: Mapped[int] = mapped_column(default=0)
+    avoirs: Mapped[int] = mapped_column(default=0)
+    # emise | partiellement_payee | payee | annulee | titree (specs/cli.md)
+    statut: Mapped[str] = mapped_column(String(20), default="emise")
+    # Calculé par la base : le moteur cherche les factures dont le reste égale un montant.
+    reste_du: Mapped[int] = mapped_column(Computed("montant - paye - avoirs", persisted=True))
 
     __table_args__ = (
         CheckConstraint("montant > 0", name="montant_positif"),
@@ -164,40 +184,13 @@ class Facture(Base):
         CheckConstraint("paye + avoirs <= montant", name="reste_positif"),
         CheckConstraint("statut IN ('emise', 'partiellement_payee', 'payee', 'annulee', 'titree')",
                         name="statut"),
-        # Suggestions « reste égal au montant » et tableau de bord.
-        Index("ix_facture_statut_montant", "statut", "montant"),
-        # Reste égal à un montant : famille du tireur (reste seul), factures entamées (statut, montant).
-        Index("ix_facture_reste_du", "reste_du", "statut", "montant"),
+        # Reste égal à un montant : famille du tireur, suggestions (entières et entamées), tableau de bord.
+        Index("ix_etat_facture_reste_du", "reste_du", "statut", "montant"),
     )
 
     @property
     def reste(self) -> int:
         return self.montant - self.paye - self.avoirs
-
-
-class LigneFacture(Base):
-    __tablename__ = "ligne_facture"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    facture_id: Mapped[int] = mapped_column(ForeignKey("facture.id"))
-    rang: Mapped[int]
-    prestation_code: Mapped[str] = mapped_column(ForeignKey("prestation.code"))
-    libelle: Mapped[str] = mapped_column(String(200))
-    enfant: Mapped[str | None] = mapped_column(String(200))
-    naissance: Mapped[date | None] = mapped_column(Date)
-    quantite_centiemes: Mapped[int]
-    prix_unitaire: Mapped[int]
-    montant: Mapped[int]
-    eligible_cesu: Mapped[bool]
-    paye: Mapped[int] = mapped_column(default=0)
-    avoirs: Mapped[int] = mapped_column(default=0)
-
-    facture: Mapped[Facture] = relationship(back_populates="lignes")
-
-    __table_args__ = (
-        UniqueConstraint("facture_id", "rang"),
-        CheckConstraint("montant >= 0", name="montant_positif"),
-        CheckConstraint("paye >= 0 AND avoirs >= 0 AND paye + avoirs <= montant", name="reste_positif"),
-    )
 
 
 class Avoir(Base):
@@ -236,29 +229,38 @@ class Remise(Base):
     cree_le: Mapped[datetime] = mapped_column(default=maintenant)
 
 
+_OUVERT = "statut IN ('a_traiter', 'en_anomalie')"
+
+
 class Paiement(Base):
+    """Un paiement reçu par un canal, tel que le canal l'a dit ; (canal, référence) est sa clé naturelle.
+
+    Table volumineuse : pas de clé étrangère déclarée (voir `Facture`), des index partiels pour ce
+    qui n'intéresse qu'une part des paiements (ouverts, remisés, en crédit).
+    """
+
     __tablename__ = "paiement"
     id: Mapped[int] = mapped_column(primary_key=True)
     canal: Mapped[str] = mapped_column(String(12))
     reference: Mapped[str] = mapped_column(String(200))
     montant: Mapped[int]
     recu_le: Mapped[datetime]
-    reference_facture: Mapped[str | None] = mapped_column(String(100), index=True)
-    dossier_id: Mapped[int | None] = mapped_column(ForeignKey("dossier.id"), index=True)
-    remise_id: Mapped[int | None] = mapped_column(ForeignKey("remise.id"), index=True)
+    reference_facture: Mapped[str | None] = mapped_column(String(100))
+    dossier_id: Mapped[int | None]
+    remise_id: Mapped[int | None]
     # Pour une confirmation (cfonb, crcesu, pes_retour) : le paiement déjà connu qu'elle confirme.
-    confirme_paiement_id: Mapped[int | None] = mapped_column(ForeignKey("paiement.id"))
-    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    confirme_paiement_id: Mapped[int | None]
+    details: Mapped[dict[str, Any]] = mapped_column(JsonCompact(), default=dict)
     brut: Mapped[str | None] = mapped_column(Text)
     ligne: Mapped[int | None]
     empreinte: Mapped[str] = mapped_column(String(64))
-    fichier_id: Mapped[int | None] = mapped_column(ForeignKey("fichier_recu.id"), index=True)
+    fichier_id: Mapped[int | None]
     affecte: Mapped[int] = mapped_column(default=0)
     en_credit: Mapped[int] = mapped_column(default=0)  # excédent gardé en crédit de la famille
     rembourse: Mapped[int] = mapped_column(default=0)
     # a_traiter | affecte | partiellement_affecte | en_anomalie | confirme | annule
-    statut: Mapped[str] = mapped_column(String(25), default="a_traiter", index=True)
-    anomalie: Mapped[str | None] = mapped_column(String(30), index=True)
+    statut: Mapped[str] = mapped_column(String(25), default="a_traiter")
+    anomalie: Mapped[str | None] = mapped_column(String(30))
     # Un agent a décidé : le moteur ne le reprend plus de lui-même.
     decision_manuelle: Mapped[bool] = mapped_column(default=False)
     version: Mapped[int] = mapped_column(default=1)
@@ -270,6 +272,16 @@ class Paiement(Base):
         CheckConstraint("montant > 0", name="montant_positif"),
         CheckConstraint("affecte >= 0 AND en_credit >= 0 AND rembourse >= 0", name="parts_positives"),
         CheckConstraint("affecte + en_credit + rembourse <= montant", name="parts_bornees"),
+        CheckConstraint("statut IN ('a_traiter', 'affecte', 'partiellement_affecte', 'en_anomalie', 'confirme', "
+                        "'annule')", name="statut"),
+        # Ce que le moteur reprend : les paiements à traiter et ceux en revue.
+        Index("ix_paiement_ouvert", "statut", "anomalie", sqlite_where=text(_OUVERT),
+              postgresql_where=text(_OUVERT)),
+        Index("ix_paiement_remise_id", "remise_id", sqlite_where=text("remise_id IS NOT NULL"),
+              postgresql_where=text("remise_id IS NOT NULL")),
+        # Le crédit d'une famille (appliquer-credit) ; ses autres paiements se trouvent par son compte.
+        Index("ix_paiement_credit", "dossier_id", sqlite_where=text("en_credit > 0"),
+              postgresql_where=text("en_credit > 0")),
     )
 
     @property
@@ -278,27 +290,32 @@ class Paiement(Base):
 
 
 class Affectation(Base):
-    """Part d'un paiement (ou d'un avoir) affectée à une ligne de facture.
+    """Ce qu'un paiement (ou un avoir) apporte à une facture, et sa répartition sur les lignes.
 
-    Journal en ajout seul : une annulation est une affectation de signe opposé
-    qui désigne celle qu'elle annule.
+    Une rangée par (source, facture) ; `parts` : [[rang de la ligne, montant], …], de somme
+    `montant`. Journal en ajout seul : une annulation est une affectation de signe opposé qui
+    désigne celle qu'elle annule.
     """
 
     __tablename__ = "affectation"
     id: Mapped[int] = mapped_column(primary_key=True)
-    paiement_id: Mapped[int | None] = mapped_column(ForeignKey("paiement.id"), index=True)
-    avoir_id: Mapped[int | None] = mapped_column(ForeignKey("avoir.id"), index=True)
-    facture_id: Mapped[int] = mapped_column(ForeignKey("facture.id"), index=True)
-    ligne_id: Mapped[int] = mapped_column(ForeignKey("ligne_facture.id"))
+    paiement_id: Mapped[int | None]
+    avoir_id: Mapped[int | None]
+    facture_id: Mapped[int] = mapped_column(index=True)
     montant: Mapped[int]
+    parts: Mapped[list[list[int]]] = mapped_column(JsonCompact())
     regle: Mapped[str] = mapped_column(String(40))
-    preuve: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    annule_id: Mapped[int | None] = mapped_column(ForeignKey("affectation.id"))
+    preuve: Mapped[dict[str, Any]] = mapped_column(JsonCompact(), default=dict)
+    annule_id: Mapped[int | None]
     auteur: Mapped[str] = mapped_column(String(100), default="systeme")
     cree_le: Mapped[datetime] = mapped_column(default=maintenant)
     __table_args__ = (
         CheckConstraint("montant <> 0", name="montant_non_nul"),
         CheckConstraint("(paiement_id IS NULL) <> (avoir_id IS NULL)", name="une_source"),
+        Index("ix_affectation_paiement_id", "paiement_id", sqlite_where=text("paiement_id IS NOT NULL"),
+              postgresql_where=text("paiement_id IS NOT NULL")),
+        Index("ix_affectation_avoir_id", "avoir_id", sqlite_where=text("avoir_id IS NOT NULL"),
+              postgresql_where=text("avoir_id IS NOT NULL")),
     )
 
 
@@ -331,11 +348,13 @@ class MouvementCompte(Base):
 
     Chaque mouvement dit son effet sur ce que la famille doit à la régie (`delta_du`),
     sur son crédit (`delta_credit`) et sur ce qu'elle doit au Trésor (`delta_tresor`).
+    Table volumineuse (un mouvement par facture et par paiement affecté) : pas de clé étrangère
+    déclarée, voir `Facture`.
     """
 
     __tablename__ = "mouvement_compte"
     id: Mapped[int] = mapped_column(primary_key=True)
-    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossier.id"))
+    dossier_id: Mapped[int]
     quand: Mapped[datetime]
     nature: Mapped[str] = mapped_column(String(30))
     libelle: Mapped[str] = mapped_column(String(300))
@@ -343,10 +362,10 @@ class MouvementCompte(Base):
     delta_du: Mapped[int] = mapped_column(default=0)
     delta_credit: Mapped[int] = mapped_column(default=0)
     delta_tresor: Mapped[int] = mapped_column(default=0)
-    facture_id: Mapped[int | None] = mapped_column(ForeignKey("facture.id"))
-    avoir_id: Mapped[int | None] = mapped_column(ForeignKey("avoir.id"))
-    paiement_id: Mapped[int | None] = mapped_column(ForeignKey("paiement.id"))
-    titre_id: Mapped[int | None] = mapped_column(ForeignKey("titre.id"))
+    facture_id: Mapped[int | None]
+    avoir_id: Mapped[int | None]
+    paiement_id: Mapped[int | None]
+    titre_id: Mapped[int | None]
     cree_le: Mapped[datetime] = mapped_column(default=maintenant)
     __table_args__ = (Index("ix_mouvement_compte_dossier_quand", "dossier_id", "quand", "id"),)
 
@@ -389,7 +408,7 @@ class LigneTitre(Base):
     __tablename__ = "ligne_titre"
     id: Mapped[int] = mapped_column(primary_key=True)
     titre_id: Mapped[int] = mapped_column(ForeignKey("titre.id"), index=True)
-    ligne_id: Mapped[int] = mapped_column(ForeignKey("ligne_facture.id"))
+    rang: Mapped[int]  # la ligne de la facture
     numero: Mapped[int]  # IdLigne
     montant: Mapped[int]
     __table_args__ = (CheckConstraint("montant > 0", name="montant_positif"),)

@@ -11,7 +11,16 @@ from sqlalchemy.orm import QueryableAttribute, aliased
 
 from regie.application import Application
 from regie.montants import centimes_en_euros as eur
-from regie.registre.modeles import Affectation, Bordereau, Dossier, Facture, MouvementCompte, Paiement, Titre
+from regie.registre.modeles import (
+    Affectation,
+    Bordereau,
+    Dossier,
+    EtatFacture,
+    Facture,
+    MouvementCompte,
+    Paiement,
+    Titre,
+)
 
 
 def _binaire(conn: Connection, colonne: QueryableAttribute[str]) -> ColumnElement[str]:
@@ -24,9 +33,10 @@ def _factures(conn: Connection) -> Iterator[dict[str, Any]]:
     dernier = (select(Titre.facture_id, func.max(Titre.id).label("titre_id"))
                .group_by(Titre.facture_id).subquery())
     t = aliased(Titre)
-    req = (select(Facture.numero, Facture.regie_code, Dossier.numero, Facture.montant, Facture.paye,
-                  Facture.avoirs, Facture.statut, t.exercice, t.bordereau_id, t.piece, t.statut)
+    req = (select(Facture.numero, Facture.regie_code, Dossier.numero, Facture.montant, EtatFacture.paye,
+                  EtatFacture.avoirs, EtatFacture.statut, t.exercice, t.bordereau_id, t.piece, t.statut)
            .join(Dossier, Dossier.id == Facture.dossier_id)
+           .join(EtatFacture, EtatFacture.facture_id == Facture.id)
            .outerjoin(dernier, dernier.c.facture_id == Facture.id)
            .outerjoin(t, t.id == dernier.c.titre_id)
            .order_by(_binaire(conn, Facture.numero)))

@@ -14,19 +14,20 @@ from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
 from regie import points_de_crash
 from regie.application import Application
-from regie.domaine import LigneOuverte, repartir, statut_facture
+from regie.domaine import LigneOuverte, repartir
 from regie.erreurs import CollecteurErreurs
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
+from regie.registre.etats import lire_facture, porter
+from regie.registre.lignes import LigneFacture, encoder_lignes
 from regie.registre.masse import inserer_tuples, reserver_ids, sans_ramasse_miettes, table_de, valeurs_par_cle
 from regie.registre.modeles import (
-    Affectation,
     Avoir,
     Compteur,
     Dossier,
+    EtatFacture,
     Facture,
     FichierRecu,
-    LigneFacture,
     MouvementCompte,
 )
 from regie.registre.statistiques import rafraichir_statistiques
@@ -42,13 +43,12 @@ TAILLE_LOT = 5000
 CANAL = "factures"
 DOSSIER = table_de(Dossier)
 FACTURE = table_de(Facture)
-LIGNE_FACTURE = table_de(LigneFacture)
+ETAT = table_de(EtatFacture)
 MOUVEMENT = table_de(MouvementCompte)
 COLONNES_FACTURE = ("id", "numero", "regie_code", "dossier_id", "emise_le", "echeance", "periode", "montant",
-                    "paye", "avoirs", "statut", "numero_dette", "refdet", "civilite", "nom", "prenom", "email",
-                    "adresse1", "adresse2", "code_postal", "ville", "empreinte", "fichier_id", "cree_le")
-COLONNES_LIGNE = ("facture_id", "rang", "prestation_code", "libelle", "enfant", "naissance", "quantite_centiemes",
-                  "prix_unitaire", "montant", "eligible_cesu", "paye", "avoirs")
+                    "refdet", "civilite", "nom", "prenom", "email", "adresse1", "adresse2", "code_postal", "ville",
+                    "lignes", "empreinte", "fichier_id", "cree_le")
+COLONNES_ETAT = ("facture_id", "montant", "paye", "avoirs", "statut")
 COLONNES_MOUVEMENT = ("dossier_id", "quand", "nature", "libelle", "montant", "delta_du", "delta_credit",
                       "delta_tresor", "facture_id", "cree_le")
 
@@ -110,20 +110,19 @@ class _Import:
         if not nouvelles:
             return
         dossiers = dossiers_ids(conn, (f.dossier for f in nouvelles))
-        premiere_dette = prendre_numeros(conn, "dette", len(nouvelles))
         ids = reserver_ids(conn, FACTURE, len(nouvelles))
         now = maintenant()
         fichier_id = self.fichier_id
         # Des tuples dans l'ordre des colonnes : un million de dict de moins par import.
         inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [(
-            fid, f.numero, f.regie, dossiers[f.dossier], f.emise_le, f.echeance, f.periode, f.montant,
-            0, 0, "emise", premiere_dette + i, f.refdet, p.civilite, p.nom, p.prenom, p.email, p.adresse1,
-            p.adresse2, p.code_postal, p.ville, f.empreinte, fichier_id, now,
-        ) for i, (fid, f) in enumerate(zip(ids, nouvelles, strict=True)) for p in (f.payeur,)])
-        inserer_tuples(conn, LIGNE_FACTURE, COLONNES_LIGNE, [(
-            fid, lg.rang, lg.prestation, lg.libelle, lg.enfant, lg.naissance, lg.quantite_centiemes,
-            lg.prix_unitaire, lg.montant, lg.eligible_cesu, 0, 0,
-        ) for fid, f in zip(ids, nouvelles, strict=True) for lg in f.lignes])
+            fid, f.numero, f.regie, dossiers[f.dossier], f.emise_le, f.echeance, f.periode, f.montant, f.refdet,
+            p.civilite, p.nom, p.prenom, p.email, p.adresse1, p.adresse2, p.code_postal, p.ville,
+            encoder_lignes([LigneFacture(lg.prestation, lg.libelle, lg.enfant, lg.naissance, lg.quantite_centiemes,
+                                         lg.prix_unitaire, lg.montant, lg.eligible_cesu) for lg in f.lignes]),
+            f.empreinte, fichier_id, now,
+        ) for fid, f in zip(ids, nouvelles, strict=True) for p in (f.payeur,)])
+        inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, f.montant, 0, 0, "emise")
+                                                   for fid, f in zip(ids, nouvelles, strict=True)])
         debuts: dict[date, datetime] = {d: debut_du_jour(d) for d in {f.emise_le for f in nouvelles}}
         inserer_tuples(conn, MOUVEMENT, COLONNES_MOUVEMENT, [(
             dossiers[f.dossier], debuts[f.emise_le], "facture", f"Facture {f.numero} ({f.periode})", f.montant,
@@ -140,8 +139,7 @@ class _Import:
             else:
                 self.erreurs.ajouter(a.ligne, "numero", f"l'avoir {a.numero} existe déjà avec un autre contenu")
             return
-        f = conn.execute(select(Facture.id, Facture.montant, Facture.paye, Facture.avoirs, Facture.statut,
-                                Facture.dossier_id, Facture.emise_le).where(Facture.numero == a.facture)).first()
+        f = lire_facture(conn, a.facture, pour_mise_a_jour=True)
         if f is None:
             self.erreurs.ajouter(a.ligne, "facture", f"la facture {a.facture} est inconnue")
             return
@@ -152,11 +150,11 @@ class _Import:
         if f.statut == "annulee":
             self.erreurs.ajouter(a.ligne, "facture", f"la facture {a.facture} est déjà annulée")
             return
-        if a.emise_le < f.emise_le:
+        emise_le = conn.execute(select(Facture.emise_le).where(Facture.id == f.id)).scalar_one()
+        if a.emise_le < emise_le:
             self.erreurs.ajouter(a.ligne, "emise_le", f"l'avoir est daté avant la facture {a.facture}")
             return
-        reste = f.montant - f.paye - f.avoirs
-        impute = min(a.montant, reste)
+        impute = min(a.montant, f.reste)
         credit = a.montant - impute
         now = maintenant()
         avoir_id = conn.execute(insert(Avoir).returning(Avoir.id), {
@@ -164,20 +162,9 @@ class _Import:
             "montant": a.montant, "motif": a.motif, "affecte": impute, "empreinte": a.empreinte,
             "fichier_id": self.fichier_id, "cree_le": now}).scalar_one()
         if impute:
-            lignes = conn.execute(select(LigneFacture.id, LigneFacture.montant, LigneFacture.paye,
-                                         LigneFacture.avoirs).where(LigneFacture.facture_id == f.id)
-                                  .order_by(LigneFacture.rang)).all()
-            parts = repartir(impute, [LigneOuverte(i, m - p - av) for i, m, p, av in lignes])
-            conn.execute(insert(Affectation), [{
-                "paiement_id": None, "avoir_id": avoir_id, "facture_id": f.id, "ligne_id": lid, "montant": part,
-                "regle": "avoir", "preuve": {"avoir": a.numero}, "auteur": "systeme", "cree_le": now,
-            } for lid, part in parts])
-            for lid, part in parts:
-                conn.execute(update(LigneFacture).where(LigneFacture.id == lid)
-                             .values(avoirs=LigneFacture.avoirs + part))
-            nouveau = statut_facture(f.montant, f.paye, f.avoirs + impute)
-            conn.execute(update(Facture).where(Facture.id == f.id)
-                         .values(avoirs=Facture.avoirs + impute, statut=nouveau))
+            parts = repartir(impute, [LigneOuverte(lg.rang, lg.reste) for lg in f.lignes])
+            porter(conn, f, parts, paiement_id=None, avoir_id=avoir_id, regle="avoir", preuve={"avoir": a.numero},
+                   auteur="systeme")
         libelle = f"Avoir {a.numero} sur la facture {a.facture} : {a.motif}"
         if credit:
             libelle += f" (dont {centimes_en_euros(credit)} € en crédit)"
@@ -230,7 +217,7 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
     rapport.comptes = {"factures": imp.factures, "avoirs": imp.avoirs}
     log.info("factures_importees", fichier=rapport.fichier, factures=imp.factures, avoirs=imp.avoirs,
              deja_importees=imp.ignores)
-    rafraichir_statistiques(app.moteur, ("facture", "ligne_facture", "mouvement_compte", "dossier"), imp.factures)
+    rafraichir_statistiques(app.moteur, ("facture", "etat_facture", "mouvement_compte", "dossier"), imp.factures)
     return rapport
 
 

@@ -29,6 +29,7 @@ from regie.registre.modeles import (
     Anomalie,
     Bordereau,
     DebitDft,
+    EtatFacture,
     Facture,
     FichierRecu,
     MouvementCompte,
@@ -250,9 +251,10 @@ def _piece_rejetee_ou_annulee(conn: Connection, exercice: int, id_bordereau: int
                               fichier: str) -> None:
     """Hélios a rejeté (04) ou annulé (05) la pièce : le titre prend cet état, la facture revient à la régie."""
     titre = conn.execute(select(Titre.id, Titre.facture_id, Titre.statut, Facture.numero, Facture.dossier_id,
-                                Facture.montant, Facture.paye, Facture.avoirs)
+                                EtatFacture.montant, EtatFacture.paye, EtatFacture.avoirs)
                          .join(Bordereau, Bordereau.id == Titre.bordereau_id)
                          .join(Facture, Facture.id == Titre.facture_id)
+                         .join(EtatFacture, EtatFacture.facture_id == Titre.facture_id)
                          .where(Titre.exercice == exercice, Bordereau.numero == id_bordereau,
                                 Titre.piece == id_piece)).first()
     nouveau = "rejete" if etat == "04" else "annule"
@@ -261,7 +263,7 @@ def _piece_rejetee_ou_annulee(conn: Connection, exercice: int, id_bordereau: int
     reference = f"{exercice}/{id_bordereau}/{id_piece}"
     quoi = "rejeté" if etat == "04" else "annulé"
     conn.execute(update(Titre).where(Titre.id == titre.id).values(statut=nouveau))
-    conn.execute(update(Facture).where(Facture.id == titre.facture_id).values(
+    conn.execute(update(EtatFacture).where(EtatFacture.facture_id == titre.facture_id).values(
         statut=statut_facture(titre.montant, titre.paye, titre.avoirs, False)))
     reste = titre.montant - titre.paye - titre.avoirs
     now = maintenant()

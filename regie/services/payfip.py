@@ -56,6 +56,7 @@ from regie.application import Application
 from regie.montants import centimes_en_euros
 from regie.registre.modeles import (
     Dossier,
+    EtatFacture,
     Facture,
     LignePanierPayfip,
     OperationPayfip,
@@ -333,9 +334,10 @@ def _enregistrer_panier(app: Application, demande: DemandePaiement, instant: dat
         _verrouiller(conn, Dossier, dossier_id)
         numeros = [f.numero for f in demande.factures]
         lignes = {r.numero: r for r in conn.execute(
-            select(Facture.id, Facture.numero, Facture.dossier_id, Facture.regie_code, Facture.statut,
-                   Facture.montant, Facture.paye, Facture.avoirs, Facture.echeance, Facture.refdet, Facture.email,
-                   Facture.periode)
+            select(Facture.id, Facture.numero, Facture.dossier_id, Facture.regie_code, EtatFacture.statut,
+                   Facture.montant, EtatFacture.paye, EtatFacture.avoirs, Facture.echeance, Facture.refdet,
+                   Facture.email, Facture.periode)
+            .join(EtatFacture, EtatFacture.facture_id == Facture.id)
             .where(Facture.numero.in_(numeros)))}
         inconnues = [n for n in numeros if n not in lignes]
         if inconnues:

@@ -7,6 +7,7 @@ Create Date: ${create_date}
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy import Text  # noqa: F401  (rendu par Alembic pour JSONB)
+import regie.registre.lignes
 import regie.registre.types
 ${imports if imports else ""}
 
