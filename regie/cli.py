@@ -69,6 +69,16 @@ def cmd_etat(app: Application, args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_verifier(app: Application, _args: argparse.Namespace) -> int:
+    from regie.services.verification import verifier
+
+    bilan = verifier(app)
+    for ecart in bilan.ecarts:
+        print(f"{ecart.controle} : {ecart.message}", file=sys.stderr)
+    print(bilan.message())
+    return OK if bilan.coherent else REFUSE
+
+
 # --- Analyse des arguments ------------------------------------------------------------------
 
 class _Analyseur(argparse.ArgumentParser):
@@ -90,6 +100,10 @@ def analyseur() -> argparse.ArgumentParser:
     c = fs.add_parser("importer", help="importe un fichier JSON Lines de factures et d'avoirs")
     c.add_argument("fichier", type=_fichier, metavar="FICHIER")
     c.set_defaults(faire=cmd_factures_importer)
+
+    c = sous.add_parser("verifier", help="contrôle la cohérence de tout le registre (références, montants, "
+                                         "parts par ligne, statuts, compte famille) ; 1 s'il y a un écart")
+    c.set_defaults(faire=cmd_verifier)
 
     c = sous.add_parser("etat", help="affiche l'état du registre")
     c.add_argument("--json", action="store_true", help="l'objet JSON du contrat (specs/cli.md)")

@@ -24,6 +24,7 @@ from regie.registre.modeles import (
 )
 from regie.services.etat import etat
 from regie.services.factures import importer_fichier_factures, pousser_objets
+from regie.services.verification import verifier
 
 FACTURE: dict[str, Any] = {
     "type": "facture", "numero": "F01-26-05-0000123", "regie": "ENFANCE", "dossier": "D004512",
@@ -346,6 +347,9 @@ def verifier_invariants(app: Application) -> None:
         credit_journal = dict(c.execute(select(MouvementCompte.dossier_id, func.sum(MouvementCompte.delta_credit))
                                         .group_by(MouvementCompte.dossier_id)).all())
         assert {k: v for k, v in credit_journal.items() if v} == {k: v for k, v in credit_attendu.items() if v}
+    # Le contrôle de `regie verifier` dit de même.
+    bilan = verifier(app)
+    assert bilan.coherent, bilan.ecarts
 
 
 # --- La commande ------------------------------------------------------------------------------
