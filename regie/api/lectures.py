@@ -22,11 +22,11 @@ from regie.registre.modeles import (
     EtatFacture,
     Facture,
     LignePanierPayfip,
-    MouvementCompte,
     OperationPayfip,
     Paiement,
 )
 from regie.registre.moteur import connexion_lecture, curseur_psycopg
+from regie.services.compte import journal
 from regie.services.payfip import RAISONS, factures_en_cours, raison_non_payable
 
 _COLONNES = (Facture.id, Facture.numero, Facture.regie_code, Dossier.numero.label("dossier"), Facture.periode,
@@ -161,23 +161,11 @@ def _signe(centimes: int) -> str:
 def compte_famille(app: Application, numero_dossier: str) -> dict[str, Any]:
     """Le journal du compte dans l'ordre du temps, avec les soldes courants après chaque mouvement."""
     with connexion_lecture(app.moteur) as conn:
-        dossier_id = _dossier_id(conn, numero_dossier)
-        lignes = conn.execute(
-            select(MouvementCompte.quand, MouvementCompte.nature, MouvementCompte.libelle, MouvementCompte.montant,
-                   MouvementCompte.delta_du, MouvementCompte.delta_credit, MouvementCompte.delta_tresor,
-                   Facture.numero.label("facture"))
-            .outerjoin(Facture, Facture.id == MouvementCompte.facture_id)
-            .where(MouvementCompte.dossier_id == dossier_id)
-            .order_by(MouvementCompte.quand, MouvementCompte.id)).all()
-    du = credit = tresor = 0
-    mouvements = []
-    for m in lignes:
-        du += m.delta_du
-        credit += m.delta_credit
-        tresor += m.delta_tresor
-        mouvements.append({"quand": m.quand, "nature": m.nature, "libelle": m.libelle, "montant": eur(abs(m.montant)),
-                           "facture": m.facture, "du": _signe(du), "credit": _signe(credit),
-                           "tresor": _signe(tresor), "solde": _signe(du + tresor - credit)})
+        lignes = journal(conn, _dossier_id(conn, numero_dossier))
+    mouvements = [{"quand": m.quand, "nature": m.nature, "libelle": m.libelle, "montant": eur(abs(m.montant)),
+                   "facture": m.facture, "du": _signe(m.du), "credit": _signe(m.credit),
+                   "tresor": _signe(m.tresor), "solde": _signe(m.solde)} for m in lignes]
+    du, credit, tresor = (lignes[-1].du, lignes[-1].credit, lignes[-1].tresor) if lignes else (0, 0, 0)
     return {"dossier": numero_dossier, "mouvements": mouvements, "du": _signe(du), "credit": _signe(credit),
             "tresor": _signe(tresor), "solde": _signe(du + tresor - credit)}
 

@@ -33,6 +33,7 @@ from regie.registre.modeles import (
     Titre,
 )
 from regie.registre.types import maintenant
+from regie.services.compte import journal
 
 PARIS = ZoneInfo("Europe/Paris")
 TAILLE_PAGE = 50
@@ -321,16 +322,12 @@ def compte_famille(app: Application, numero: str) -> dict[str, Any] | None:
             .where(or_(Paiement.id.in_(select(MouvementCompte.paiement_id).where(MouvementCompte.dossier_id == d.id)),
                        Paiement.id.in_(select(Affectation.paiement_id).where(Affectation.facture_id.in_(ids_factures)))))
             .order_by(Paiement.recu_le, Paiement.id))]
-        mouvements = [dict(r._mapping) for r in c.execute(
-            select(MouvementCompte.quand, MouvementCompte.nature, MouvementCompte.libelle, MouvementCompte.montant,
-                   MouvementCompte.delta_du, MouvementCompte.delta_credit, MouvementCompte.delta_tresor,
-                   MouvementCompte.paiement_id)
-            .where(MouvementCompte.dossier_id == d.id)
-            .order_by(MouvementCompte.quand, MouvementCompte.id))]
-    du = credit = tresor = 0
-    for m in mouvements:
-        du, credit, tresor = du + m["delta_du"], credit + m["delta_credit"], tresor + m["delta_tresor"]
-        m["solde_du"], m["solde_credit"], m["solde_tresor"] = du, credit, tresor
+        mouvements = [{"quand": m.quand, "nature": m.nature, "libelle": m.libelle, "montant": m.montant,
+                       "delta_du": m.delta_du, "delta_credit": m.delta_credit, "delta_tresor": m.delta_tresor,
+                       "paiement_id": m.paiement_id, "solde_du": m.du, "solde_credit": m.credit,
+                       "solde_tresor": m.tresor} for m in journal(c, d.id)]
+    du, credit, tresor = ((mouvements[-1]["solde_du"], mouvements[-1]["solde_credit"], mouvements[-1]["solde_tresor"])
+                          if mouvements else (0, 0, 0))
     return {"numero": d.numero, "factures": factures, "paiements": paiements, "mouvements": mouvements,
             "du": du, "credit": credit, "tresor": tresor,
             "payeur": f"{factures[-1]['prenom']} {factures[-1]['nom']}" if factures else None}

@@ -15,6 +15,9 @@ from typing import Any
 from sqlalchemy import Connection, FromClause, Table, text
 from sqlalchemy.orm import DeclarativeBase
 
+RANGEES_PAR_INSTRUCTION = 200
+LIMITE_PARAMETRES = 32_000  # SQLite en admet 32 766 par instruction
+
 
 def table_de(modele: type[DeclarativeBase]) -> Table:
     """La table (Core) d'un modèle, typée comme telle pour les écritures en masse."""
@@ -82,8 +85,19 @@ def inserer_tuples(conn: Connection, table: FromClause, colonnes: Sequence[str],
                 copie.write_row(t)
         return
     marque = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({noms}) "  # type: ignore[attr-defined]
-                         f"VALUES ({', '.join([marque] * len(colonnes))})", donnees)
+    rangee = f"({', '.join([marque] * len(colonnes))})"
+    debut = f"INSERT INTO {table.name} ({noms}) VALUES "  # type: ignore[attr-defined]
+    # Plusieurs rangées par instruction : le pilote SQLite exécute chaque jeu de paramètres à part
+    # (liaison, pas, remise à zéro) ; 200 rangées d'un coup divisent ce coût fixe par 200.
+    par_instruction = max(1, min(RANGEES_PAR_INSTRUCTION, LIMITE_PARAMETRES // len(colonnes)))
+    pleines = len(donnees) - len(donnees) % par_instruction
+    if pleines:
+        largeur = par_instruction * len(colonnes)
+        plat = [v for r in donnees[:pleines] for v in r]
+        conn.exec_driver_sql(debut + ", ".join([rangee] * par_instruction),
+                             [tuple(plat[i:i + largeur]) for i in range(0, len(plat), largeur)])
+    if pleines < len(donnees):
+        conn.exec_driver_sql(debut + rangee, donnees[pleines:])
 
 
 def valeurs_par_cle(conn: Connection, table: FromClause, cle: str, valeur: str,

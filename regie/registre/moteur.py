@@ -46,7 +46,7 @@ def creer_moteur(url: str, **options: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
             # 64 Mo de cache : les index d'un million de factures tiennent en mémoire pendant un import.
-            cur.execute("PRAGMA cache_size=-65536")
+            cur.execute("PRAGMA cache_size=-" + os.environ.get("REGIE_CACHE_KO", "65536"))
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
 

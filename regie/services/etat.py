@@ -17,10 +17,10 @@ from regie.registre.modeles import (
     Dossier,
     EtatFacture,
     Facture,
-    MouvementCompte,
     Paiement,
     Titre,
 )
+from regie.services.compte import soldes_par_dossier
 
 
 def _binaire(conn: Connection, colonne: QueryableAttribute[str]) -> ColumnElement[str]:
@@ -76,10 +76,9 @@ def _paiements(conn: Connection) -> Iterator[dict[str, Any]]:
 
 
 def _familles(conn: Connection) -> Iterator[dict[str, Any]]:
-    req = (select(Dossier.numero, func.coalesce(func.sum(MouvementCompte.delta_du), 0),
-                  func.coalesce(func.sum(MouvementCompte.delta_credit), 0))
-           .outerjoin(MouvementCompte, MouvementCompte.dossier_id == Dossier.id)
-           .group_by(Dossier.id, Dossier.numero)
+    soldes = soldes_par_dossier()
+    req = (select(Dossier.numero, func.coalesce(soldes.c.du, 0), func.coalesce(soldes.c.credit, 0))
+           .outerjoin(soldes, soldes.c.dossier_id == Dossier.id)
            .order_by(_binaire(conn, Dossier.numero)))
     for numero, du, credit in conn.execute(req).yield_per(5000):
         yield {"dossier": numero, "du": eur(int(du)), "credit": eur(int(credit))}

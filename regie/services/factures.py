@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Index, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import LigneOuverte, repartir
-from regie.erreurs import CollecteurErreurs
+from regie.erreurs import CollecteurErreurs, ErreurLigne
+from regie.lecture_parallele import en_parallele
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
 from regie.registre.etats import lire_facture, porter
@@ -40,17 +43,15 @@ from regie.services.fichiers import (
 log = structlog.get_logger()
 PARIS = ZoneInfo("Europe/Paris")
 TAILLE_LOT = 5000
+SEUIL_PARALLELE = 4 << 20  # octets : en deçà (quelques milliers de factures), lire ici coûte moins qu'un processus
 CANAL = "factures"
 DOSSIER = table_de(Dossier)
 FACTURE = table_de(Facture)
 ETAT = table_de(EtatFacture)
-MOUVEMENT = table_de(MouvementCompte)
 COLONNES_FACTURE = ("id", "numero", "regie_code", "dossier_id", "emise_le", "echeance", "periode", "montant",
                     "refdet", "civilite", "nom", "prenom", "email", "adresse1", "adresse2", "code_postal", "ville",
                     "lignes", "empreinte", "fichier_id", "cree_le")
 COLONNES_ETAT = ("facture_id", "montant", "paye", "avoirs", "statut")
-COLONNES_MOUVEMENT = ("dossier_id", "quand", "nature", "libelle", "montant", "delta_du", "delta_credit",
-                      "delta_tresor", "facture_id", "cree_le")
 
 
 def prendre_numeros(conn: Connection, nom: str, n: int) -> int:
@@ -69,13 +70,60 @@ def dossiers_ids(conn: Connection, numeros: Iterable[str]) -> dict[str, int]:
     ids: dict[str, int] = valeurs_par_cle(conn, DOSSIER, "numero", "id", voulus)
     manquants = sorted(voulus - ids.keys())
     if manquants:
-        # Identifiants réservés puis insertion en masse : pas d'INSERT ... RETURNING ligne à ligne.
-        nouveaux = reserver_ids(conn, DOSSIER, len(manquants))
-        now = maintenant()
-        inserer_tuples(conn, DOSSIER, ("id", "numero", "cree_le"),
-                       [(i, n, now) for i, n in zip(nouveaux, manquants, strict=True)])
-        ids.update(zip(manquants, nouveaux, strict=True))
+        ids.update(creer_dossiers(conn, manquants))
     return ids
+
+
+def creer_dossiers(conn: Connection, numeros: Sequence[str]) -> dict[str, int]:
+    """Des dossiers nouveaux : identifiants réservés puis insertion en masse (pas d'INSERT … RETURNING un à un)."""
+    nouveaux = reserver_ids(conn, DOSSIER, len(numeros))
+    now = maintenant()
+    inserer_tuples(conn, DOSSIER, ("id", "numero", "cree_le"),
+                   [(i, n, now) for i, n in zip(nouveaux, numeros, strict=True)])
+    return dict(zip(numeros, nouveaux, strict=True))
+
+
+# Une facture lue, prête à écrire (sans son identifiant ni celui de son dossier, que donne la base) :
+# (numero, regie, dossier, emise_le, echeance, periode, montant, refdet, civilite, nom, prenom, email,
+#  adresse1, adresse2, code_postal, ville, lignes (JSON), empreinte, ligne du fichier).
+Rangee = tuple[Any, ...]
+_NUMERO, _DOSSIER, _EMISE_LE, _PERIODE, _MONTANT, _EMPREINTE, _LIGNE = 0, 2, 3, 5, 6, 17, 18
+
+
+def rangee(f: FactureLue) -> Rangee:
+    p = f.payeur
+    return (f.numero, f.regie, f.dossier, f.emise_le, f.echeance, f.periode, f.montant, f.refdet, p.civilite, p.nom,
+            p.prenom, p.email, p.adresse1, p.adresse2, p.code_postal, p.ville,
+            encoder_lignes([LigneFacture(lg.prestation, lg.libelle, lg.enfant, lg.naissance, lg.quantite_centiemes,
+                                         lg.prix_unitaire, lg.montant, lg.eligible_cesu) for lg in f.lignes]),
+            f.empreinte, f.ligne)
+
+
+@dataclass(slots=True)
+class LotLu:
+    """Ce que la lecture donne à l'écriture : des factures prêtes, les avoirs, les erreurs nouvelles."""
+
+    factures: list[Rangee]
+    avoirs: list[AvoirLu]
+    erreurs: list[ErreurLigne]
+
+
+def lire_par_lots(lus: Iterable[FactureLue | AvoirLu], erreurs: CollecteurErreurs,
+                  taille: int = TAILLE_LOT) -> Iterator[LotLu]:
+    """Regroupe une lecture en lots ; chaque lot porte les erreurs trouvées depuis le précédent."""
+    factures: list[Rangee] = []
+    avoirs: list[AvoirLu] = []
+    donnees = 0
+    for lu in lus:
+        if isinstance(lu, AvoirLu):
+            avoirs.append(lu)
+        else:
+            factures.append(rangee(lu))
+        if len(factures) >= taille:
+            yield LotLu(factures, avoirs, erreurs.erreurs[donnees:])
+            donnees = len(erreurs.erreurs)
+            factures, avoirs = [], []
+    yield LotLu(factures, avoirs, erreurs.erreurs[donnees:])
 
 
 class _Import:
@@ -88,47 +136,78 @@ class _Import:
         self.factures = 0
         self.avoirs = 0
         self.ignores = 0
+        self.dossiers: dict[str, int] = {}  # numéro → id, pour tout l'import
+        self.tous_les_dossiers = False  # vrai : `dossiers` les tient tous, un absent est nouveau
+        # L'index unique heurté : enveloppé par SQLAlchemy (executemany) ou brut du pilote (COPY).
+        self.integrite = (IntegrityError, conn.dialect.loaded_dbapi.IntegrityError)
 
-    def factures_lot(self, lot: Sequence[FactureLue]) -> None:
-        conn = self.conn
-        existantes = valeurs_par_cle(conn, FACTURE, "numero", "empreinte", {f.numero for f in lot})
-        nouvelles: list[FactureLue] = []
-        vues: dict[str, FactureLue] = {}
-        for f in lot:
-            avant = existantes.get(f.numero)
-            double = vues.get(f.numero)
+    def factures_lot(self, lot: Sequence[Rangee]) -> None:
+        """Écrit un lot d'un coup s'il n'a que des factures nouvelles (le cas courant) ; sinon les trie.
+
+        L'index unique du numéro dit si une facture existe déjà : le lot est écrit sous un point de
+        reprise, et s'il heurte une facture connue (ou se répète), il est repris facture par facture.
+        """
+        if not lot:
+            return
+        if self.erreurs:
+            # Le fichier sera refusé : on ne fait plus que chercher les autres erreurs.
+            self._trier(lot)
+            return
+        try:
+            with self.conn.begin_nested():
+                self._ecrire(lot)
+        except self.integrite:
+            self._ecrire(self._trier(lot))
+
+    def _trier(self, lot: Sequence[Rangee]) -> list[Rangee]:
+        """Les factures nouvelles du lot ; les connues au même contenu sont comptées, les autres refusées."""
+        existantes = valeurs_par_cle(self.conn, FACTURE, "numero", "empreinte", {r[_NUMERO] for r in lot})
+        nouvelles: list[Rangee] = []
+        vues: dict[str, Rangee] = {}
+        for r in lot:
+            numero = r[_NUMERO]
+            avant = existantes.get(numero)
+            double = vues.get(numero)
             if avant is not None or double is not None:
-                empreinte = avant if avant is not None else double.empreinte  # type: ignore[union-attr]
-                if empreinte == f.empreinte:
+                empreinte = avant if avant is not None else double[_EMPREINTE]  # type: ignore[index]
+                if empreinte == r[_EMPREINTE]:
                     self.ignores += 1
                 else:
-                    self.erreurs.ajouter(f.ligne, "numero", f"la facture {f.numero} existe déjà avec un autre "
-                                                            "contenu : une facture ne se modifie pas, émettre un avoir")
+                    self.erreurs.ajouter(r[_LIGNE], "numero", f"la facture {numero} existe déjà avec un autre "
+                                         "contenu : une facture ne se modifie pas, émettre un avoir")
                 continue
-            vues[f.numero] = f
-            nouvelles.append(f)
-        if not nouvelles:
+            vues[numero] = r
+            nouvelles.append(r)
+        return nouvelles
+
+    def precharger_dossiers(self, factures_attendues: int) -> None:
+        """Pour un gros import : tous les dossiers d'un coup, s'ils ne sont pas bien plus nombreux que les factures."""
+        if self.conn.execute(select(func.count()).select_from(Dossier)).scalar_one() <= 2 * factures_attendues:
+            self.dossiers = dict(self.conn.execute(select(Dossier.numero, Dossier.id)).tuples().all())
+            self.tous_les_dossiers = True
+
+    def _ids_dossiers(self, lot: Sequence[Rangee]) -> dict[str, int]:
+        connus = self.dossiers
+        manquants = {d for r in lot if (d := r[_DOSSIER]) not in connus}
+        if manquants:
+            connus.update(creer_dossiers(self.conn, sorted(manquants)) if self.tous_les_dossiers
+                          else dossiers_ids(self.conn, manquants))
+        return connus
+
+    def _ecrire(self, lot: Sequence[Rangee]) -> None:
+        if not lot:
             return
-        dossiers = dossiers_ids(conn, (f.dossier for f in nouvelles))
-        ids = reserver_ids(conn, FACTURE, len(nouvelles))
+        conn = self.conn
+        dossiers = self._ids_dossiers(lot)
+        ids = reserver_ids(conn, FACTURE, len(lot))
         now = maintenant()
         fichier_id = self.fichier_id
         # Des tuples dans l'ordre des colonnes : un million de dict de moins par import.
-        inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [(
-            fid, f.numero, f.regie, dossiers[f.dossier], f.emise_le, f.echeance, f.periode, f.montant, f.refdet,
-            p.civilite, p.nom, p.prenom, p.email, p.adresse1, p.adresse2, p.code_postal, p.ville,
-            encoder_lignes([LigneFacture(lg.prestation, lg.libelle, lg.enfant, lg.naissance, lg.quantite_centiemes,
-                                         lg.prix_unitaire, lg.montant, lg.eligible_cesu) for lg in f.lignes]),
-            f.empreinte, fichier_id, now,
-        ) for fid, f in zip(ids, nouvelles, strict=True) for p in (f.payeur,)])
-        inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, f.montant, 0, 0, "emise")
-                                                   for fid, f in zip(ids, nouvelles, strict=True)])
-        debuts: dict[date, datetime] = {d: debut_du_jour(d) for d in {f.emise_le for f in nouvelles}}
-        inserer_tuples(conn, MOUVEMENT, COLONNES_MOUVEMENT, [(
-            dossiers[f.dossier], debuts[f.emise_le], "facture", f"Facture {f.numero} ({f.periode})", f.montant,
-            f.montant, 0, 0, fid, now,
-        ) for fid, f in zip(ids, nouvelles, strict=True)])
-        self.factures += len(nouvelles)
+        inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [
+            (fid, r[0], r[1], dossiers[r[2]], *r[3:18], fichier_id, now) for fid, r in zip(ids, lot, strict=True)])
+        inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, r[_MONTANT], 0, 0, "emise")
+                                                   for fid, r in zip(ids, lot, strict=True)])
+        self.factures += len(lot)
 
     def avoir(self, a: AvoirLu) -> None:
         conn = self.conn
@@ -175,35 +254,80 @@ class _Import:
         self.avoirs += 1
 
 
-def _ecrire(imp: _Import, lus: Iterable[FactureLue | AvoirLu]) -> None:
-    lot: list[FactureLue] = []
+# Les index dont les clés arrivent dans le désordre (dossier, reste dû) : un gros import les
+# reconstruit d'un tri à la fin plutôt que d'y insérer un million de clés une à une.
+INDEX_DIFFERABLES = ("ix_facture_dossier_id", "ix_etat_facture_reste_du")
+OCTETS_PAR_FACTURE = 1000  # estimation prudente de la taille d'une ligne du fichier
+
+
+def _index_differes(conn: Connection, taille_fichier: int) -> list[Index]:
+    """SQLite : les index à reconstruire si l'import double au moins la table (sinon insérer coûte moins).
+
+    Sous PostgreSQL, supprimer un index bloquerait les lectures de l'API le temps de l'import : jamais.
+    """
+    if conn.dialect.name != "sqlite":
+        return []
+    existantes = int(conn.execute(select(func.coalesce(func.max(Facture.id), 0))).scalar_one())
+    if taille_fichier // OCTETS_PAR_FACTURE < max(existantes, 10_000):
+        return []
+    index = [ix for table in (FACTURE, ETAT) for ix in table.indexes if ix.name in INDEX_DIFFERABLES]
+    for ix in index:
+        ix.drop(conn)
+    return index
+
+
+def _reconstruire(conn: Connection, index: list[Index]) -> None:
+    if not index:
+        return
+    # Le tri de CREATE INDEX peut se faire sur deux cœurs (fils de SQLite, hors du verrou de Python).
+    conn.exec_driver_sql("PRAGMA threads = 2")
+    for ix in index:
+        ix.create(conn)
+    conn.exec_driver_sql("PRAGMA threads = 0")
+
+
+def _ecrire(imp: _Import, lots: Iterable[LotLu]) -> None:
     avoirs: list[AvoirLu] = []
     progression = Progression("import des factures", "factures")
-    for lu in lus:
-        if isinstance(lu, AvoirLu):
-            avoirs.append(lu)  # après les factures : un avoir peut viser une facture du même fichier
-            continue
-        lot.append(lu)
-        if len(lot) >= TAILLE_LOT:
-            imp.factures_lot(lot)
-            progression.avancer(len(lot))
-            lot = []
-    if lot:
-        imp.factures_lot(lot)
-        progression.avancer(len(lot))
+    for lot in lots:
+        imp.erreurs.erreurs.extend(lot.erreurs)
+        imp.factures_lot(lot.factures)
+        avoirs.extend(lot.avoirs)  # après les factures : un avoir peut viser une facture du même fichier
+        progression.avancer(len(lot.factures))
     for a in avoirs:
         imp.avoir(a)
     progression.terminer()
 
 
-def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | None = None) -> RapportImport:
-    """`regie factures importer` : refuse le fichier entier à la première erreur, après les avoir toutes listées."""
+def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | None = None,
+                              parallele: bool | None = None) -> RapportImport:
+    """`regie factures importer` : refuse le fichier entier à la première erreur, après les avoir toutes listées.
+
+    Un gros fichier est lu et contrôlé dans un second processus pendant que celui-ci écrit
+    (`parallele`, par défaut au-delà de `SEUIL_PARALLELE` octets).
+    """
+    referentiel = app.referentiel
+    if parallele is None:
+        parallele = chemin.stat().st_size >= SEUIL_PARALLELE
+
     def faire(conn: Connection, fichier_id: int, nom: str) -> _Import:
         erreurs = CollecteurErreurs(nom)
         imp = _Import(conn, fichier_id, erreurs)
-        with chemin.open("rb") as flux, sans_ramasse_miettes():
-            _ecrire(imp, lire_jsonl(flux, nom, app.referentiel, erreurs))
+
+        def lire() -> Iterator[LotLu]:
+            lues = CollecteurErreurs(nom)
+            with chemin.open("rb") as flux, sans_ramasse_miettes():
+                yield from lire_par_lots(lire_jsonl(flux, nom, referentiel, lues), lues)
+
+        # Dans la transaction : un import refusé ou interrompu rend les index tels qu'ils étaient.
+        taille = chemin.stat().st_size
+        differes = _index_differes(conn, taille)
+        if taille >= SEUIL_PARALLELE:
+            imp.precharger_dossiers(taille // OCTETS_PAR_FACTURE)
+        with sans_ramasse_miettes():
+            _ecrire(imp, en_parallele(lire, parallele=parallele))
         erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
+        _reconstruire(conn, differes)
         conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
             nb_enregistrements=imp.factures + imp.avoirs, nb_ignores=imp.ignores))
         return imp
@@ -217,7 +341,7 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
     rapport.comptes = {"factures": imp.factures, "avoirs": imp.avoirs}
     log.info("factures_importees", fichier=rapport.fichier, factures=imp.factures, avoirs=imp.avoirs,
              deja_importees=imp.ignores)
-    rafraichir_statistiques(app.moteur, ("facture", "etat_facture", "mouvement_compte", "dossier"), imp.factures)
+    rafraichir_statistiques(app.moteur, ("facture", "etat_facture", "dossier"), imp.factures)
     return rapport
 
 
@@ -231,7 +355,7 @@ def pousser_objets(app: Application, objets: Sequence[object], *, source: str = 
     erreurs.verifier()
     with app.moteur.begin() as conn:
         imp = _Import(conn, None, erreurs)
-        _ecrire(imp, lus)
+        _ecrire(imp, lire_par_lots(lus, CollecteurErreurs(source)))
         erreurs.verifier()
     rapport = RapportImport(source, CANAL, importes=imp.factures + imp.avoirs, ignores=imp.ignores,
                             comptes={"factures": imp.factures, "avoirs": imp.avoirs})

@@ -172,12 +172,14 @@ def _compte_famille(conn: Connection, bilan: BilanVerification) -> None:
           "JOIN etat_facture e ON e.facture_id = f.id WHERE e.statut <> 'titree' GROUP BY f.dossier_id")
     credit = ("SELECT d, sum(v) AS v FROM (SELECT dossier_id AS d, montant - affecte AS v FROM avoir "
               "UNION ALL SELECT dossier_id, en_credit FROM paiement WHERE en_credit > 0) c GROUP BY d")
-    for nom, attendu_sql, colonne in (("du", du, "delta_du"), ("credit", credit, "delta_credit")):
+    # Le journal : l'émission de chaque facture (tirée de la facture) et les mouvements.
+    journal_du = ("SELECT d, sum(v) AS v FROM (SELECT dossier_id AS d, montant AS v FROM facture "
+                  "UNION ALL SELECT dossier_id, delta_du FROM mouvement_compte) j GROUP BY d")
+    journal_credit = "SELECT dossier_id AS d, sum(delta_credit) AS v FROM mouvement_compte GROUP BY dossier_id"
+    for nom, attendu_sql, journal_sql in (("du", du, journal_du), ("credit", credit, journal_credit)):
         for numero, attendu, journal in _lignes(
                 conn, f"SELECT dos.numero, coalesce(a.v, 0), coalesce(j.v, 0) FROM dossier dos "
-                      f"LEFT JOIN ({attendu_sql}) a ON a.d = dos.id "
-                      f"LEFT JOIN (SELECT dossier_id AS d, sum({colonne}) AS v FROM mouvement_compte "
-                      f"GROUP BY dossier_id) j ON j.d = dos.id "
+                      f"LEFT JOIN ({attendu_sql}) a ON a.d = dos.id LEFT JOIN ({journal_sql}) j ON j.d = dos.id "
                       f"WHERE coalesce(a.v, 0) <> coalesce(j.v, 0) ORDER BY dos.numero"):
             quoi = "dû" if nom == "du" else "crédit"
             bilan.noter("compte", f"dossier {numero} : {quoi} de {eur(int(str(journal)))} € au compte famille, "
