@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Connection, Index, func, insert, select, update
+from sqlalchemy import Connection, Index, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connecteurs.cesu.titres import debut_du_jour
@@ -138,6 +138,7 @@ class _Import:
         self.ignores = 0
         self.dossiers: dict[str, int] = {}  # numéro → id, pour tout l'import
         self.tous_les_dossiers = False  # vrai : `dossiers` les tient tous, un absent est nouveau
+        self.maintenant = maintenant()  # l'instant de l'import : celui de chaque facture qu'il crée
         # L'index unique heurté : enveloppé par SQLAlchemy (executemany) ou brut du pilote (COPY).
         self.integrite = (IntegrityError, conn.dialect.loaded_dbapi.IntegrityError)
 
@@ -199,14 +200,27 @@ class _Import:
             return
         conn = self.conn
         dossiers = self._ids_dossiers(lot)
-        ids = reserver_ids(conn, FACTURE, len(lot))
-        now = maintenant()
+        now = self.maintenant
         fichier_id = self.fichier_id
-        # Des tuples dans l'ordre des colonnes : un million de dict de moins par import.
-        inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [
-            (fid, r[0], r[1], dossiers[r[2]], *r[3:18], fichier_id, now) for fid, r in zip(ids, lot, strict=True)])
-        inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, r[_MONTANT], 0, 0, "emise")
-                                                   for fid, r in zip(ids, lot, strict=True)])
+        if fichier_id is None:
+            # Factures poussées par l'API : peu nombreuses, identifiants réservés.
+            ids = reserver_ids(conn, FACTURE, len(lot))
+            inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [
+                (fid, r[0], r[1], dossiers[r[2]], *r[3:18], None, now) for fid, r in zip(ids, lot, strict=True)])
+            inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, r[_MONTANT], 0, 0, "emise")
+                                                       for fid, r in zip(ids, lot, strict=True)])
+        else:
+            # La base numérote (sa séquence, ou le rowid de SQLite) ; l'état de chaque nouvelle facture
+            # est écrit par la base elle-même, d'après les rangées que ce lot vient d'ajouter.
+            seuil = conn.execute(select(func.coalesce(func.max(Facture.id), 0))).scalar_one()
+            inserer_tuples(conn, FACTURE, COLONNES_FACTURE[1:], [
+                (r[0], r[1], dossiers[r[2]], *r[3:18], fichier_id, now) for r in lot])
+            conn.execute(insert(EtatFacture).from_select(
+                ["facture_id", "montant", "paye", "avoirs", "statut"],
+                select(Facture.id, Facture.montant, literal(0), literal(0), literal("emise"))
+                .where(Facture.id > seuil, Facture.fichier_id == fichier_id)
+                # Par la clé primaire, arrêté dès le lot trouvé (sans statistiques, PostgreSQL lirait toute la table).
+                .order_by(Facture.id).limit(len(lot))))
         self.factures += len(lot)
 
     def avoir(self, a: AvoirLu) -> None:

@@ -45,13 +45,10 @@ class RapportImport:
 
 
 def empreinte_fichier(chemin: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    taille = 0
     with chemin.open("rb") as f:
-        while bloc := f.read(1 << 20):
-            h.update(bloc)
-            taille += len(bloc)
-    return h.hexdigest(), taille
+        # file_digest lit dans un tampon réutilisé, sans une copie par bloc.
+        empreinte = hashlib.file_digest(f, "sha256").hexdigest()
+        return empreinte, f.tell()
 
 
 def deja_importe(conn: Connection, canal: str, sha256: str) -> bool:
