@@ -67,5 +67,10 @@ def _enfant(produire: Callable[[], Iterator[Any]], ecriture: Connection) -> None
             ecriture.send(("erreur", LectureInterrompue(repr(exc))))
     finally:
         ecriture.close()
+        if os.environ.get("REGIE_DEBUG_ENFANT"):
+            import resource
+            import sys
+            r = resource.getrusage(resource.RUSAGE_SELF)
+            print(f"enfant: user {r.ru_utime:.1f} sys {r.ru_stime:.1f}", file=sys.stderr)
         # Sans finaliseurs : les connexions à la base héritées du parent ne doivent pas être fermées ici.
         os._exit(0)

@@ -19,7 +19,7 @@ from connecteurs.portail.factures import (
     Referentiel,
     _euros_ou_rien,
     _LecteurRapide,
-    _quantite_ou_rien,
+    _montants_ou_rien,
     lire_jsonl,
     lire_objet,
 )
@@ -167,10 +167,11 @@ def test_lire_jsonl_rend_les_memes_objets_et_erreurs_que_la_voie_pydantic_seule(
 def test_les_memos_de_la_voie_rapide_sont_bornes() -> None:
     for i in range(_MEMO_MAX + 100):
         assert _euros_ou_rien(f"{i}.00") == i * 100
-        assert _quantite_ou_rien(str(i + 1)) == (i + 1) * 100
+        assert _montants_ou_rien(str(i + 1), "1.00", f"{i + 1}.00") == ((i + 1) * 100, 100, (i + 1) * 100)
     assert _euros_ou_rien.cache_info().currsize <= _MEMO_MAX
-    assert _quantite_ou_rien.cache_info().currsize <= _MEMO_MAX
-    assert _euros_ou_rien("1,00") is None and _quantite_ou_rien("0") is None
+    assert _montants_ou_rien.cache_info().currsize <= _MEMO_MAX
+    assert _euros_ou_rien("1,00") is None and _montants_ou_rien("0", "1.00", "0.00") is None
+    assert _montants_ou_rien("3", "1.25", "3.76") is None  # 3 × 1,25 = 3,75
 
 
 def test_le_ramasse_miettes_est_retabli_apres_un_import_refuse(app: Application, tmp_path: Path) -> None:

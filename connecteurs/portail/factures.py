@@ -57,7 +57,9 @@ class Payeur(msgspec.Struct, frozen=True, gc=False):
     ville: str
 
 
-class LigneLue(msgspec.Struct, frozen=True, gc=False):
+class LigneLue(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """Une ligne contrôlée ; en JSON, un tableau (l'ordre des champs est celui que garde le registre)."""
+
     rang: int
     prestation: str
     libelle: str
@@ -167,8 +169,6 @@ _T20 = Annotated[str, Meta(min_length=1, max_length=20)]
 _T100 = Annotated[str, Meta(min_length=1, max_length=100)]
 _T200 = Annotated[str, Meta(min_length=1, max_length=200)]
 _MAX200 = Annotated[str, Meta(max_length=200)]
-
-
 class _AdresseM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ligne1: _T200
     ligne2: _MAX200 | None = None
@@ -177,7 +177,7 @@ class _AdresseM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class _PayeurM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    civilite: str
+    civilite: Literal["M", "MME"]  # les autres valeurs repassent par la voie lente, qui dit pourquoi
     nom: _T100
     prenom: _T100
     email: _MAX200 | None = None
@@ -435,13 +435,17 @@ def _euros_ou_rien(texte: str) -> int | None:
 
 
 @lru_cache(maxsize=_MEMO_MAX)
-def _quantite_ou_rien(texte: str) -> int | None:
-    """Centièmes d'une quantité strictement positive ; None sinon."""
+def _montants_ou_rien(quantite: str, prix_unitaire: str, montant: str) -> tuple[int, int, int] | None:
+    """(quantité en centièmes, prix, montant) d'une ligne juste ; None sinon. Les mêmes triplets reviennent."""
     try:
-        valeur = decimal_en_centiemes(texte)
+        q = decimal_en_centiemes(quantite)
+        prix = euros_en_centimes(prix_unitaire)
+        m = euros_en_centimes(montant)
     except MontantInvalide:
         return None
-    return valeur if valeur > 0 else None
+    if q <= 0 or produit_arrondi(q, prix) != m:
+        return None
+    return q, prix, m
 
 
 @lru_cache(maxsize=_MEMO_MAX)
@@ -481,23 +485,20 @@ class _LecteurRapide:
             return None
         # NUMERO n'admet que [A-Za-z0-9/-] : ôter « - » et « / » donne `refdet_de`, sans expression régulière.
         refdet = numero.replace("-", "").replace("/", "")
-        if not 6 <= len(refdet) <= 30:
-            return None
-        if f.regie not in self.ref.regies or not f.dossier.strip():
+        if not 6 <= len(refdet) <= 30 or f.regie not in self.ref.regies or not f.dossier.strip():
             return None
         p = f.payeur
         a = p.adresse
-        if (p.civilite not in ("M", "MME") or not p.nom.strip() or not p.prenom.strip()
-                or not a.ligne1.strip() or not a.ville.strip()):
+        if not p.nom.strip() or not p.prenom.strip() or not a.ligne1.strip() or not a.ville.strip():
             return None
         if (p.email is not None and not COURRIEL.fullmatch(p.email)) or not CP.fullmatch(a.code_postal):
+            return None
+        periode = f.periode
+        if not _periode_valide(periode):
             return None
         emise_le = _date_ou_rien(f.emise_le)
         echeance = _date_ou_rien(f.echeance)
         if emise_le is None or echeance is None or echeance < emise_le:
-            return None
-        periode = f.periode
-        if not _periode_valide(periode):
             return None
         prestations = self.ref.prestations_cesu
         lignes = []
@@ -511,12 +512,10 @@ class _LecteurRapide:
                 naissance = _date_ou_rien(lg.naissance)
                 if naissance is None:
                     return None
-            quantite = _quantite_ou_rien(lg.quantite)
-            prix = _euros_ou_rien(lg.prix_unitaire)
-            montant_ligne = _euros_ou_rien(lg.montant)
-            if (quantite is None or prix is None or montant_ligne is None
-                    or produit_arrondi(quantite, prix) != montant_ligne):
+            montants = _montants_ou_rien(lg.quantite, lg.prix_unitaire, lg.montant)
+            if montants is None:
                 return None
+            quantite, prix, montant_ligne = montants
             total += montant_ligne
             lignes.append(LigneLue(rang, lg.prestation, lg.libelle, lg.enfant, naissance, quantite, prix,
                                    montant_ligne, cesu and _eligible(naissance, periode)))
@@ -542,14 +541,16 @@ def lire_jsonl(flux: IO[bytes], nom_fichier: str, ref: Referentiel,
         if not brute.strip():
             continue
         vide = False
-        try:
-            brute.decode("utf-8")
-        except UnicodeDecodeError:
-            erreurs.ajouter(numero, None, "la ligne n'est pas en UTF-8 (fichier en Latin-1 ? encodage attendu : UTF-8)")
-            continue
-        # La voie rapide d'abord ; au moindre doute, la voie pydantic, seule à écrire les erreurs.
+        # La voie rapide d'abord (msgspec refuse aussi un texte qui n'est pas de l'UTF-8) ; au moindre
+        # doute, la voie pydantic, seule à écrire les erreurs.
         lu = rapide.lire(brute, numero)
         if lu is None:
+            try:
+                brute.decode("utf-8")
+            except UnicodeDecodeError:
+                erreurs.ajouter(numero, None, "la ligne n'est pas en UTF-8 (fichier en Latin-1 ? encodage attendu : "
+                                              "UTF-8)")
+                continue
             lu = lire_objet(brute, numero, ref, erreurs)
         if lu is not None:
             yield lu

@@ -19,8 +19,12 @@ from sqlalchemy.types import TypeDecorator
 
 
 class LigneFacture(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """Une ligne telle que le portail l'a facturée ; gardée en tableau JSON (compact, ordre fixe)."""
+    """Une ligne telle que le portail l'a facturée ; gardée en tableau JSON (compact, ordre fixe).
 
+    Le même ordre que la ligne lue (`connecteurs.portail.factures.LigneLue`) : elle s'écrit telle quelle.
+    """
+
+    rang: int
     prestation: str
     libelle: str
     enfant: str | None
@@ -36,7 +40,8 @@ _DECODEUR_LIGNES = msgspec.json.Decoder(tuple[LigneFacture, ...])
 _DECODEUR = msgspec.json.Decoder()
 
 
-def encoder_lignes(lignes: Sequence[LigneFacture]) -> str:
+def encoder_lignes(lignes: Sequence[msgspec.Struct]) -> str:
+    """Des lignes (du registre, ou lues du portail, au même ordre de champs) en texte JSON."""
     return _ENCODEUR.encode(lignes).decode()
 
 

@@ -139,7 +139,8 @@ class Facture(Base):
     regie_code: Mapped[str] = mapped_column(String(20))
     dossier_id: Mapped[int] = mapped_column(index=True)
     emise_le: Mapped[date] = mapped_column(Date)
-    echeance: Mapped[date] = mapped_column(Date, index=True)
+    # Sans index : seule l'émission des titres (une fois par nuit) la filtre, et lit pour cela tout l'état.
+    echeance: Mapped[date] = mapped_column(Date)
     periode: Mapped[str] = mapped_column(String(7))
     montant: Mapped[int]
     refdet: Mapped[str] = mapped_column(String(30), index=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 import structlog
 from sqlalchemy import Connection, Index, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +24,7 @@ from regie.lecture_parallele import en_parallele
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
 from regie.registre.etats import lire_facture, porter
-from regie.registre.lignes import LigneFacture, encoder_lignes
+from regie.registre.lignes import encoder_lignes
 from regie.registre.masse import inserer_tuples, reserver_ids, sans_ramasse_miettes, table_de, valeurs_par_cle
 from regie.registre.modeles import (
     Avoir,
@@ -75,7 +77,12 @@ def dossiers_ids(conn: Connection, numeros: Iterable[str]) -> dict[str, int]:
 
 
 def creer_dossiers(conn: Connection, numeros: Sequence[str]) -> dict[str, int]:
-    """Des dossiers nouveaux : identifiants réservés puis insertion en masse (pas d'INSERT … RETURNING un à un)."""
+    """Des dossiers nouveaux, écrits en masse ; leurs identifiants en retour."""
+    if conn.dialect.name == "postgresql":
+        # Une instruction : la séquence numérote, RETURNING rend les identifiants.
+        return dict(conn.exec_driver_sql(
+            "INSERT INTO dossier (numero, cree_le) SELECT unnest(%s::text[]), %s RETURNING numero, id",
+            (list(numeros), maintenant())).all())
     nouveaux = reserver_ids(conn, DOSSIER, len(numeros))
     now = maintenant()
     inserer_tuples(conn, DOSSIER, ("id", "numero", "cree_le"),
@@ -93,19 +100,29 @@ _NUMERO, _DOSSIER, _EMISE_LE, _PERIODE, _MONTANT, _EMPREINTE, _LIGNE = 0, 2, 3, 
 def rangee(f: FactureLue) -> Rangee:
     p = f.payeur
     return (f.numero, f.regie, f.dossier, f.emise_le, f.echeance, f.periode, f.montant, f.refdet, p.civilite, p.nom,
-            p.prenom, p.email, p.adresse1, p.adresse2, p.code_postal, p.ville,
-            encoder_lignes([LigneFacture(lg.prestation, lg.libelle, lg.enfant, lg.naissance, lg.quantite_centiemes,
-                                         lg.prix_unitaire, lg.montant, lg.eligible_cesu) for lg in f.lignes]),
+            p.prenom, p.email, p.adresse1, p.adresse2, p.code_postal, p.ville, encoder_lignes(f.lignes),
             f.empreinte, f.ligne)
 
 
 @dataclass(slots=True)
 class LotLu:
-    """Ce que la lecture donne à l'écriture : des factures prêtes, les avoirs, les erreurs nouvelles."""
+    """Ce que la lecture donne à l'écriture : des factures prêtes, les avoirs, les erreurs nouvelles.
 
-    factures: list[Rangee]
+    Les factures voyagent d'un processus à l'autre en MessagePack (msgspec) : dix fois moins cher
+    à coder et décoder que pickle pour un million de tuples.
+    """
+
+    factures: bytes
     avoirs: list[AvoirLu]
     erreurs: list[ErreurLigne]
+
+    def rangees(self) -> list[Rangee]:
+        return _DECODEUR_RANGEES.decode(self.factures)
+
+
+_ENCODEUR_RANGEES = msgspec.msgpack.Encoder()
+_DECODEUR_RANGEES = msgspec.msgpack.Decoder(list[tuple[  # l'ordre de `Rangee`
+    str, str, str, date, date, str, int, str, str, str, str, str | None, str, str | None, str, str, str, str, int]])
 
 
 def lire_par_lots(lus: Iterable[FactureLue | AvoirLu], erreurs: CollecteurErreurs,
@@ -120,10 +137,10 @@ def lire_par_lots(lus: Iterable[FactureLue | AvoirLu], erreurs: CollecteurErreur
         else:
             factures.append(rangee(lu))
         if len(factures) >= taille:
-            yield LotLu(factures, avoirs, erreurs.erreurs[donnees:])
+            yield LotLu(_ENCODEUR_RANGEES.encode(factures), avoirs, erreurs.erreurs[donnees:])
             donnees = len(erreurs.erreurs)
             factures, avoirs = [], []
-    yield LotLu(factures, avoirs, erreurs.erreurs[donnees:])
+    yield LotLu(_ENCODEUR_RANGEES.encode(factures), avoirs, erreurs.erreurs[donnees:])
 
 
 class _Import:
@@ -184,7 +201,7 @@ class _Import:
     def precharger_dossiers(self, factures_attendues: int) -> None:
         """Pour un gros import : tous les dossiers d'un coup, s'ils ne sont pas bien plus nombreux que les factures."""
         if self.conn.execute(select(func.count()).select_from(Dossier)).scalar_one() <= 2 * factures_attendues:
-            self.dossiers = dict(self.conn.execute(select(Dossier.numero, Dossier.id)).tuples().all())
+            self.dossiers = dict(self.conn.execute(select(Dossier.numero, Dossier.id)).all())
             self.tous_les_dossiers = True
 
     def _ids_dossiers(self, lot: Sequence[Rangee]) -> dict[str, int]:
@@ -305,9 +322,10 @@ def _ecrire(imp: _Import, lots: Iterable[LotLu]) -> None:
     progression = Progression("import des factures", "factures")
     for lot in lots:
         imp.erreurs.erreurs.extend(lot.erreurs)
-        imp.factures_lot(lot.factures)
+        rangees = lot.rangees()
+        imp.factures_lot(rangees)
         avoirs.extend(lot.avoirs)  # après les factures : un avoir peut viser une facture du même fichier
-        progression.avancer(len(lot.factures))
+        progression.avancer(len(rangees))
     for a in avoirs:
         imp.avoir(a)
     progression.terminer()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 06:27:27.101605
+Create Date: 2026-12-02 07:11:53.177676
 """
 
 from alembic import op
@@ -161,7 +161,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("facture", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_facture_dossier_id"), ["dossier_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_facture_echeance"), ["echeance"], unique=False)
         batch_op.create_index(batch_op.f("ix_facture_refdet"), ["refdet"], unique=False)
 
     op.create_table(
@@ -676,7 +675,6 @@ def downgrade() -> None:
     op.drop_table("fichier_exporte")
     with op.batch_alter_table("facture", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_facture_refdet"))
-        batch_op.drop_index(batch_op.f("ix_facture_echeance"))
         batch_op.drop_index(batch_op.f("ix_facture_dossier_id"))
 
     op.drop_table("facture")
