@@ -1,8 +1,15 @@
-"""Le moteur : charge les paiements ouverts par lots, applique les règles, écrit les décisions.
+"""Le moteur : prend les paiements ouverts dans l'ordre, applique les règles, écrit les décisions.
 
 Déterministe (ordre des paiements par date de réception, canal, référence), idempotent (un
 second passage ne change rien) et sûr à plusieurs : un verrou consultatif PostgreSQL (SQLite
-sérialise déjà les écrivains) entoure chaque lot, relu sous le verrou.
+sérialise déjà les écrivains) est pris par chaque transaction, qui relit ses paiements sous le verrou.
+
+Pour le débit (un million de paiements par nuit chez les plus grandes collectivités) :
+- les factures lues restent en mémoire le temps d'une transaction (sous le verrou, personne d'autre
+  ne les change) ; chaque lot ne lit que celles qu'il n'a pas encore vues, par requêtes groupées ;
+- les écritures d'un lot partent d'un coup (insertions et mises à jour en masse) ;
+- à l'import d'un fichier, les paiements nouveaux sont décidés avant d'être écrits
+  (`rapprocher_a_l_import`) : une seule écriture par paiement, dans la transaction de l'import.
 """
 
 from __future__ import annotations
@@ -12,10 +19,10 @@ import os
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -33,14 +40,13 @@ from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import FactureEtat, LigneEtat, statut_facture, statut_paiement
 from regie.progression import Progression
-from regie.registre.etats import completer
+from regie.registre.etats import TITRES_ACTIFS, completer
+from regie.registre.lignes import encoder_json, lire_lignes
 from regie.registre.masse import inserer, inserer_tuples, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Affectation,
     Anomalie,
     Bordereau,
-    Dossier,
-    EtatFacture,
     Facture,
     LignePanierPayfip,
     LigneTitre,
@@ -53,6 +59,9 @@ from regie.registre.modeles import (
 from regie.registre.statistiques import rafraichir_statistiques
 from regie.registre.types import maintenant
 
+__all__ = ["TITRES_ACTIFS", "BilanRapprochement", "NouveauPaiement", "rapprocher", "rapprocher_a_l_import",
+           "verrouiller"]
+
 log = structlog.get_logger()
 VERROU_RAPPROCHEMENT = 72_630_001
 TAILLE_LOT = 1000
@@ -63,9 +72,12 @@ PAGES_AVANT_POINT_DE_CONTROLE = 20_000
 COLONNES_AFFECTATION = ("paiement_id", "facture_id", "montant", "parts", "regle", "preuve", "auteur", "cree_le")
 COLONNES_MOUVEMENT = ("dossier_id", "quand", "nature", "libelle", "montant", "delta_du", "delta_credit", "delta_tresor",
                       "facture_id", "paiement_id", "cree_le")
+COLONNES_PAIEMENT = ("id", "canal", "reference", "montant", "recu_le", "reference_facture", "remise_id", "details",
+                     "brut", "ligne", "empreinte", "fichier_id", "affecte", "en_credit", "rembourse", "statut",
+                     "anomalie", "dossier_id", "confirme_paiement_id", "decision_manuelle", "version", "cree_le")
 _JETON = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
 STATUTS_OUVERTS = ("emise", "partiellement_payee", "titree")
-TITRES_ACTIFS = ("emis", "transmis", "accepte")
+_PAR_REQUETE = 5000  # clés par requête groupée (SQLite en admet 32 766, PostgreSQL reçoit un tableau)
 
 
 @dataclass
@@ -84,6 +96,26 @@ class BilanRapprochement:
         if self.inchanges:
             txt += f", {self.inchanges} toujours en attente d'une facture ou d'une remise"
         return txt
+
+
+@dataclass(slots=True)
+class NouveauPaiement:
+    """Un paiement reçu, pas encore écrit : le moteur le décide puis l'écrit avec sa décision."""
+
+    id: int
+    canal: str
+    reference: str
+    montant: int
+    recu_le: datetime
+    reference_facture: str | None
+    remise: str | None
+    remise_id: int | None
+    details: dict[str, Any]
+    brut: str | None
+    ligne: int | None
+    empreinte: str
+    fichier_id: int | None
+    cree_le: datetime
 
 
 def verrouiller(conn: Connection) -> None:
@@ -125,7 +157,8 @@ def _derniere_arrivee(conn: Connection) -> Any:
     return max(connus) if connus else None
 
 
-def _ouverts(conn: Connection) -> list[int]:
+def _ouverts(conn: Connection) -> list[tuple[datetime, str, str, int]]:
+    """Les paiements à (re)prendre, avec leur clé d'ordre : (reçu le, canal, référence, id), triés."""
     condition = Paiement.statut == "a_traiter"
     derniere = _derniere_arrivee(conn)
     if derniere is not None:
@@ -136,9 +169,9 @@ def _ouverts(conn: Connection) -> list[int]:
             func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le) < derniere)
         condition = or_(condition, and_(Paiement.statut == "en_anomalie", Paiement.anomalie.in_(CODES_REESSAYES),
                                         Paiement.decision_manuelle.is_(False), Paiement.id.in_(a_reprendre)))
-    req = (select(Paiement.id).where(condition)
+    req = (select(Paiement.recu_le, Paiement.canal, Paiement.reference, Paiement.id).where(condition)
            .order_by(Paiement.recu_le, Paiement.canal, Paiement.reference, Paiement.id))
-    return list(conn.execute(req).scalars())
+    return [(r, c, ref, i) for r, c, ref, i in conn.execute(req)]
 
 
 def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot: int | None = None,
@@ -147,20 +180,21 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
     taille_lot = taille_lot or int(os.environ.get("REGIE_RAPPROCHEMENT_LOT", TAILLE_LOT))
     bilan = BilanRapprochement()
     with app.moteur.connect() as conn:
-        a_voir = list(ids) if ids is not None else _ouverts(conn)
+        a_voir = list(ids) if ids is not None else [i for *_, i in _ouverts(conn)]
     progression = Progression("rapprochement", "paiements")
     lots = [a_voir[debut:debut + taille_lot] for debut in range(0, len(a_voir), taille_lot)]
     with sans_ramasse_miettes(), _points_de_controle_espaces(app):
         for premier in range(0, len(lots), LOTS_PAR_TRANSACTION):
             groupe = lots[premier:premier + LOTS_PAR_TRANSACTION]
             # Plusieurs lots par transaction : SQLite réécrit à chaque validation toutes les pages d'index
-            # touchées (reste dû, statuts), les mêmes d'un lot à l'autre. Chaque lot reprend le verrou et
-            # relit ses paiements : il voit les écritures des lots précédents, les décisions sont les mêmes.
+            # touchées (reste dû, statuts), les mêmes d'un lot à l'autre. Le verrou est pris avant de relire
+            # quoi que ce soit ; chaque lot relit ses paiements et voit les écritures des précédents.
             with app.moteur.begin() as conn:
+                verrouiller(conn)
+                memoire = _Memoire(conn)
                 for rang, ids_lot in enumerate(groupe, 1):
-                    verrouiller(conn)
-                    lot = _Lot(conn, bilan)
-                    lot.traiter(ids_lot)
+                    lot = _Lot(memoire, bilan)
+                    lot.traiter(lot.relire(ids_lot))
                     lot.ecrire()
                     if rang < len(groupe):
                         points_de_crash.point("rapprochement_lot")  # un point par lot : ici, avant la validation
@@ -171,6 +205,62 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
              anomalies=bilan.anomalies)
     rafraichir_statistiques(app.moteur, ("affectation", "mouvement_compte", "anomalie"), bilan.examines)
     return bilan
+
+
+def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement], *,
+                          taille_lot: int = TAILLE_LOT) -> BilanRapprochement:
+    """Les paiements d'un fichier, décidés dans la transaction de son import puis écrits une seule fois.
+
+    Exactement ce que ferait `rapprocher` juste après l'import : les paiements déjà ouverts qui sont à
+    reprendre passent avec les nouveaux, tous dans l'ordre (reçu le, canal, référence, id).
+    """
+    bilan = BilanRapprochement()
+    verrouiller(conn)
+    anciens = _ouverts(conn)
+    ordre: list[tuple[Any, ...]] = sorted(
+        [(p.recu_le, p.canal, p.reference, p.id, p) for p in nouveaux]
+        + [(_instant(r), c, ref, i, None) for r, c, ref, i in anciens], key=lambda t: t[:4])
+    memoire = _Memoire(conn)
+    progression = Progression("rapprochement", "paiements")
+    with sans_ramasse_miettes():
+        for debut in range(0, len(ordre), taille_lot):
+            morceau = ordre[debut:debut + taille_lot]
+            lot = _Lot(memoire, bilan)
+            a_relire = [t[3] for t in morceau if t[4] is None]
+            relus = {v.id: (v, s, a) for v, s, a in lot.relire(a_relire)} if a_relire else {}
+            elements: list[tuple[PaiementVue, str, str | None]] = []
+            for *_, pid, nouveau in morceau:
+                if nouveau is None:
+                    if pid in relus:
+                        elements.append(relus[pid])
+                else:
+                    elements.append((lot.nouveau(nouveau), "a_traiter", None))
+            lot.traiter(elements)
+            lot.ecrire()
+            progression.avancer(len(morceau))
+    progression.terminer()
+    log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
+             anomalies=bilan.anomalies, a_l_import=True)
+    return bilan
+
+
+# --- Petites conversions (valeurs brutes du pilote) --------------------------------------------------
+
+@functools.lru_cache(maxsize=4096)
+def _jour_texte(texte: str) -> date:
+    return date.fromisoformat(texte)
+
+
+def _jour(v: Any) -> date:
+    return _jour_texte(v) if isinstance(v, str) else v
+
+
+def _instant(v: Any) -> datetime:
+    """Un instant lu de la base : SQLite le rend en texte UTC sans fuseau, PostgreSQL avec."""
+    if isinstance(v, str):
+        v = datetime.fromisoformat(v)
+    assert isinstance(v, datetime)
+    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
 
 def _sans_accents(texte: str) -> str:
@@ -187,46 +277,115 @@ def _jetons_du_tireur(p: PaiementVue) -> frozenset[str]:
     return _jetons(str(p.details.get("tireur") or ""))
 
 
-_COLONNES_PROCHES = (Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero, Facture.regie_code,
-                     EtatFacture.statut, Facture.montant, EtatFacture.paye, EtatFacture.avoirs, Facture.echeance,
-                     Facture.nom)
-# Construites une fois, par l'index du reste : les factures encore entières (les plus anciennes d'abord)…
-_PROCHES_ENTIERES = (select(*_COLONNES_PROCHES).select_from(EtatFacture)
-                     .join(Facture, Facture.id == EtatFacture.facture_id)
-                     .join(Dossier, Dossier.id == Facture.dossier_id)
-                     .where(EtatFacture.reste_du == bindparam("m"), EtatFacture.statut == "emise",
-                            EtatFacture.montant == bindparam("m"))
-                     .order_by(EtatFacture.facture_id).limit(5))
-# … et les entamées, dans l'ordre (montant, id).
-_PROCHES_ENTAMEES = (select(*_COLONNES_PROCHES).select_from(EtatFacture)
-                     .join(Facture, Facture.id == EtatFacture.facture_id)
-                     .join(Dossier, Dossier.id == Facture.dossier_id)
-                     .where(EtatFacture.reste_du == bindparam("m"), EtatFacture.statut == "partiellement_payee",
-                            EtatFacture.montant > bindparam("m"))
-                     .order_by(EtatFacture.montant, EtatFacture.facture_id).limit(5))
+# --- Lectures groupées, en SQL du pilote (sans compilation ni conversion par rangée) --------------------
+
+_COLONNES_FACTURE = ("f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
+                     "f.echeance, f.refdet, f.nom, f.lignes")
+_FROM_FACTURE = ("FROM facture f JOIN etat_facture e ON e.facture_id = f.id JOIN dossier d ON d.id = f.dossier_id")
+# Suggestions : les factures encore entières (les plus anciennes d'abord), puis les entamées (montant, id).
+_PROCHES = (
+    "SELECT f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
+    f"f.echeance, f.nom {_FROM_FACTURE} WHERE e.reste_du = {{p}} AND e.statut = 'emise' AND e.montant = {{p}} "
+    "ORDER BY e.facture_id LIMIT 5",
+    "SELECT f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
+    f"f.echeance, f.nom {_FROM_FACTURE} WHERE e.reste_du = {{p}} AND e.statut = 'partiellement_payee' "
+    "AND e.montant > {p} ORDER BY e.montant, e.facture_id LIMIT 5",
+)
+
+
+def _lire_par(conn: Connection, sql: str, cles: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+    """`sql` contient `{cles}` : la condition « colonne dans cles », écrite pour la base, par paquets."""
+    postgresql = conn.dialect.name == "postgresql"
+    for debut in range(0, len(cles), _PAR_REQUETE):
+        morceau = list(cles[debut:debut + _PAR_REQUETE])
+        if postgresql:
+            requete = sql.format(cles="= ANY(%s)")
+            parametres: Any = (morceau,)
+        else:
+            requete = sql.format(cles="IN (" + ", ".join("?" * len(morceau)) + ")")
+            parametres = tuple(morceau)
+        yield from (tuple(r) for r in conn.exec_driver_sql(requete, parametres))
+
+
+class _Memoire:
+    """Ce qu'une transaction du moteur sait des factures : lues une fois, tenues à jour en mémoire."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.marque = "%s" if conn.dialect.name == "postgresql" else "?"
+        self.factures: dict[int, FactureEtat] = {}
+        self.par_numero: dict[str, int] = {}
+        self.par_refdet: dict[str, list[int]] = defaultdict(list)
+        # L'état écrit dans la base (statut) : une colonne indexée n'est réécrite que si elle change.
+        self.statut_lu: dict[int, str] = {}
+        # Clés cherchées sans succès : aucune facture n'arrive pendant le rapprochement.
+        self.numeros_vus: set[str] = set()
+        self.ids_vus: set[int] = set()
+        self.refdets_vus: set[str] = set()
+
+    def _charger(self, rangees: Iterable[tuple[Any, ...]]) -> None:
+        nouvelles: list[FactureEtat] = []
+        for (fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, refdet, nom,
+             lignes) in rangees:
+            if fid in self.factures:
+                continue
+            f = FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, _jour(echeance),
+                            False, [LigneEtat(lg.rang, lg.montant, eligible_cesu=lg.eligible_cesu)
+                                    for lg in lire_lignes(lignes)], nom)
+            self.factures[fid] = f
+            self.statut_lu[fid] = statut
+            self.par_numero[numero] = fid
+            self.par_refdet[refdet].append(fid)
+            nouvelles.append(f)
+        completer(self.conn, nouvelles)
+
+    def charger(self, *, ids: Iterable[int] = (), numeros: Iterable[str] = (), refdets: Iterable[str] = ()) -> None:
+        """Les factures désignées qui ne sont pas encore en mémoire (une requête groupée par sorte de clé)."""
+        ids = sorted({i for i in ids if i not in self.ids_vus and i not in self.factures})
+        numeros = sorted({n for n in numeros if n not in self.numeros_vus and n not in self.par_numero})
+        refdets = sorted({r for r in refdets if r not in self.refdets_vus})
+        self.ids_vus.update(ids)
+        self.numeros_vus.update(numeros)
+        self.refdets_vus.update(refdets)
+        for colonne, cles in (("f.id", ids), ("f.numero", numeros), ("f.refdet", refdets)):
+            if cles:
+                self._charger(_lire_par(self.conn, f"SELECT {_COLONNES_FACTURE} {_FROM_FACTURE} "
+                                                   f"WHERE {colonne} {{cles}}", cles))
+
+    def proches(self, montant: int) -> list[FactureEtat]:
+        """Suggestions : factures ouvertes dont le reste égale le montant (les plus anciennes d'abord).
+
+        Lues dans la base (l'état au début du lot) ; elles ne servent qu'à l'affichage et n'entrent pas
+        dans la mémoire.
+        """
+        lignes = {tuple(r) for sql in _PROCHES
+                  for r in self.conn.exec_driver_sql(sql.format(p=self.marque), (montant, montant))}
+        return [FactureEtat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _jour(r[9]), r[5] == "titree",
+                            [], r[10])
+                for r in sorted(lignes, key=lambda r: (_jour(r[9]), r[1]))[:5]]
 
 
 class _Lot:
-    """L'état en mémoire d'un lot : factures touchées, écritures en attente."""
+    """Un lot de paiements : décisions dans l'ordre, écritures en attente, puis écrites d'un coup."""
 
-    def __init__(self, conn: Connection, bilan: BilanRapprochement) -> None:
-        self.conn = conn
+    def __init__(self, memoire: _Memoire, bilan: BilanRapprochement) -> None:
+        self.memoire = memoire
+        self.conn = memoire.conn
         self.bilan = bilan
         self.now = maintenant()
         # Lié une fois par lot : le mandataire de `structlog.get_logger()` se relie à chaque appel (2 µs).
         self.journal = log.bind()
-        self.factures: dict[int, FactureEtat] = {}
-        self.par_numero: dict[str, int] = {}
-        self.par_dette: dict[int, int] = {}
-        self.par_refdet: dict[str, list[int]] = defaultdict(list)
+        self.factures = memoire.factures
         self.factures_modifiees: set[int] = set()
         self.affectations: list[tuple[Any, ...]] = []
         self.mouvements: list[tuple[Any, ...]] = []
         self.anomalies: list[dict[str, Any]] = []
         self.anomalies_closes: list[int] = []
-        self.paiements: list[dict[str, Any]] = []
-        # Valeurs lues des colonnes que l'écriture ne touche que si elles changent (voir `ecrire`).
-        self.statut_lu: dict[int, str] = {}
+        # Les paiements décidés : (id, affecté, statut, anomalie, dossier, confirmé) ; les nouveaux à insérer.
+        self.decides: list[tuple[int, int, str, str | None, int | None, int | None]] = []
+        self.nouveaux: dict[int, NouveauPaiement] = {}
+        self.confirmes_en_attente: set[int] = set()
+        # Valeurs lues des colonnes d'un paiement déjà écrit, réécrites seulement si elles changent.
         self.paiement_lu: dict[int, tuple[str | None, int | None, int | None]] = {}
         self.remises: list[dict[str, Any]] = []
         self.suggerer = True
@@ -235,66 +394,39 @@ class _Lot:
         # lues au début du lot.
         self.candidates_famille: dict[int, dict[str, list[tuple[int, int, frozenset[str], frozenset[str]]]]] = {}
 
-    # --- Chargement ---------------------------------------------------------------------------
+    # --- Les paiements du lot ---------------------------------------------------------------------
 
-    def _charger_factures(self, condition: Any) -> None:
-        req = (select(Facture.id, Facture.numero, Facture.dossier_id, Dossier.numero, Facture.regie_code,
-                      EtatFacture.statut, Facture.montant, EtatFacture.paye, EtatFacture.avoirs, Facture.echeance,
-                      Facture.refdet, Facture.nom, Facture.lignes)
-               .join(EtatFacture, EtatFacture.facture_id == Facture.id)
-               .join(Dossier, Dossier.id == Facture.dossier_id).where(condition))
-        nouvelles: list[FactureEtat] = []
-        for (fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, refdet, nom,
-             lignes) in self.conn.execute(req):
-            if fid in self.factures:
-                continue
-            f = FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, False,
-                            [LigneEtat(rang, lg.montant, eligible_cesu=lg.eligible_cesu)
-                             for rang, lg in enumerate(lignes, 1)], nom)
-            self.factures[fid] = f
-            self.statut_lu[fid] = statut
-            self.par_numero[numero] = fid
-            self.par_dette[fid] = fid
-            self.par_refdet[refdet].append(fid)
-            nouvelles.append(f)
-        completer(self.conn, nouvelles)
-
-    def _proches(self, montant: int, *, cesu: bool = False, exclure: int | None = None) -> list[FactureEtat]:
-        """Suggestions : factures ouvertes dont le reste égale le montant (les plus anciennes d'abord).
-
-        Une relance (paiement déjà en revue pour la même raison) n'en recalcule pas : rien ne sera réécrit.
-        Les factures suggérées ne servent qu'à l'affichage : elles n'entrent pas dans l'état du lot.
-        """
-        if not self.suggerer:
-            return []
-        lignes = sorted({*self.conn.execute(_PROCHES_ENTIERES, {"m": montant}).all(),
-                         *self.conn.execute(_PROCHES_ENTAMEES, {"m": montant}).all()},
-                        key=lambda r: (r[9], r[1]))[:5]
-        return [FactureEtat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[5] == "titree", [], r[10])
-                for r in lignes if r[0] != exclure]
-
-    # --- Traitement -----------------------------------------------------------------------------
-
-    def traiter(self, ids: Sequence[int]) -> None:
-        lignes = self.conn.execute(
-            select(Paiement.id, Paiement.canal, Paiement.reference, Paiement.montant, Paiement.recu_le,
-                   Paiement.reference_facture, Paiement.details, Paiement.statut, Paiement.anomalie,
-                   Paiement.decision_manuelle, Paiement.dossier_id, Paiement.confirme_paiement_id)
-            .where(Paiement.id.in_(ids))).all()
-        ordre = {pid: i for i, pid in enumerate(ids)}
+    def relire(self, ids: Sequence[int]) -> list[tuple[PaiementVue, str, str | None]]:
+        """Les paiements déjà écrits, relus sous le verrou : seuls ceux qui sont encore à traiter restent."""
+        lignes = {r[0]: r for r in _lire_par(
+            self.conn, "SELECT id, canal, reference, montant, recu_le, reference_facture, details, statut, anomalie, "
+                       "decision_manuelle, dossier_id, confirme_paiement_id FROM paiement WHERE id {cles}", ids)}
         vues: list[tuple[PaiementVue, str, str | None]] = []
-        for (pid, canal, ref, montant, recu_le, ref_fac, details, statut, anomalie, manuelle, dossier_id,
-             confirme) in sorted(lignes, key=lambda r: ordre[r[0]]):
-            # Relu sous le verrou : un autre moteur (ou un agent) a pu le traiter entre-temps.
+        for pid in ids:
+            r = lignes.get(pid)
+            if r is None:
+                continue
+            _, canal, ref, montant, recu_le, ref_fac, details, statut, anomalie, manuelle, dossier_id, confirme = r
+            # Un autre moteur (ou un agent) a pu le traiter entre-temps.
             if not (statut == "a_traiter" or (statut == "en_anomalie" and anomalie in CODES_REESSAYES
                                               and not manuelle)):
                 continue
+            details = _decoder_details(details)
             self.paiement_lu[pid] = (anomalie, dossier_id, confirme)
-            vues.append((PaiementVue(pid, canal, ref, montant, recu_le, ref_fac, details.get("remise"),
-                                     dict(details)), statut, anomalie))
-        self._precharger([v for v, _, _ in vues])
-        self._precharger_familles([v for v, _, _ in vues])
-        for vue, statut, anomalie in vues:
+            vues.append((PaiementVue(pid, canal, ref, montant, _instant(recu_le), ref_fac, details.get("remise"),
+                                     details), statut, anomalie))
+        return vues
+
+    def nouveau(self, p: NouveauPaiement) -> PaiementVue:
+        self.nouveaux[p.id] = p
+        return PaiementVue(p.id, p.canal, p.reference, p.montant, p.recu_le, p.reference_facture, p.remise,
+                           p.details)
+
+    def traiter(self, elements: Sequence[tuple[PaiementVue, str, str | None]]) -> None:
+        vues = [v for v, _, _ in elements]
+        self._precharger(vues)
+        self._precharger_familles(vues)
+        for vue, statut, anomalie in elements:
             self.bilan.examines += 1
             self.suggerer = statut != "en_anomalie"
             decision = self._decider(vue)
@@ -312,37 +444,36 @@ class _Lot:
             if v.canal in ("cesu", "cheque") and v.reference_facture:
                 numeros.add(v.reference_facture)
             elif v.canal == "buraliste" and v.reference_facture and v.reference_facture.isdigit():
-                dettes.add(int(v.reference_facture))
+                dettes.add(int(v.reference_facture))  # le numéro de dette est l'identifiant de la facture
             elif v.canal == "payfip" and v.reference_facture:
                 refdets.add(v.reference_facture)
             elif v.canal == "virement":
                 jetons = set(_JETON.findall(str(v.details.get("texte") or "")))
                 numeros |= jetons
                 refdets |= jetons
-        conditions = []
-        if numeros:
-            conditions.append(Facture.numero.in_(numeros))
-        if dettes:
-            conditions.append(Facture.id.in_(dettes))
-        if refdets:
-            conditions.append(Facture.refdet.in_(refdets))
-        if conditions:
-            self._charger_factures(or_(*conditions))
+        self.memoire.charger(ids=dettes, numeros=numeros, refdets=refdets)
+
+    def _proches(self, montant: int) -> list[FactureEtat]:
+        """Une relance (paiement déjà en revue pour la même raison) n'en recalcule pas : rien ne sera réécrit."""
+        return self.memoire.proches(montant) if self.suggerer else []
+
+    # --- Décisions ------------------------------------------------------------------------------
 
     def _decider(self, p: PaiementVue) -> Decision:
+        memoire = self.memoire
         if p.canal == "buraliste":
             dette = int(p.reference_facture) if p.reference_facture and p.reference_facture.isdigit() else None
-            f = self.factures.get(self.par_dette.get(dette, -1)) if dette is not None else None
+            f = self.factures.get(dette) if dette is not None else None
             d = regles.decider_buraliste(p, f, [])
             if d.anomalie in ("DATAMATRIX_INVALIDE", "REFERENCE_INCONNUE"):
                 d = regles.decider_buraliste(p, f, self._proches(p.montant))
             return d
         if p.canal == "cesu":
-            f = self.factures.get(self.par_numero.get(p.reference_facture or "", -1))
+            f = self.factures.get(memoire.par_numero.get(p.reference_facture or "", -1))
             d = regles.decider_cesu(p, f, [])
             return regles.decider_cesu(p, f, self._proches(p.montant)) if d.anomalie == "REFERENCE_INCONNUE" else d
         if p.canal == "cheque":
-            f = self.factures.get(self.par_numero.get(p.reference_facture or "", -1))
+            f = self.factures.get(memoire.par_numero.get(p.reference_facture or "", -1))
             famille = [] if f is not None else self._famille_du_tireur(p)
             d = regles.decider_cheque(p, f, famille, [])
             if d.anomalie == "REFERENCE_INCONNUE":
@@ -350,8 +481,9 @@ class _Lot:
             return d
         if p.canal == "virement":
             jetons = set(_JETON.findall(str(p.details.get("texte") or "")))
-            trouvees = sorted({fid for j in jetons for fid in ([self.par_numero[j]] if j in self.par_numero else [])
-                               + self.par_refdet.get(j, [])})
+            trouvees = sorted({fid for j in jetons
+                               for fid in ([memoire.par_numero[j]] if j in memoire.par_numero else [])
+                               + memoire.par_refdet.get(j, [])})
             d = regles.decider_virement(p, [self.factures[i] for i in trouvees], [])
             if d.anomalie == "REFERENCE_INCONNUE":
                 d = regles.decider_virement(p, [], self._proches(p.montant))
@@ -368,7 +500,7 @@ class _Lot:
         raise ValueError(f"canal inconnu : {p.canal}")
 
     def _par_refdet(self, refdet: str | None) -> FactureEtat | None:
-        ids = self.par_refdet.get(refdet or "", [])
+        ids = self.memoire.par_refdet.get(refdet or "", [])
         return self.factures[ids[0]] if len(ids) == 1 else None
 
     def _precharger_familles(self, vues: list[PaiementVue]) -> None:
@@ -378,29 +510,30 @@ class _Lot:
         une requête par chèque. Toutes les factures ouvertes du montant, dans l'ordre (échéance, numéro) :
         une limite ferait croire « seule facture de la famille » quand l'autre est au-delà.
         """
-        cheques = [v for v in vues if v.canal == "cheque" and self.par_numero.get(v.reference_facture or "") is None
+        par_numero = self.memoire.par_numero
+        cheques = [v for v in vues if v.canal == "cheque" and par_numero.get(v.reference_facture or "") is None
                    and _jetons_du_tireur(v)]
         montants = sorted({v.montant for v in cheques})
+        if not montants:
+            return
         rang = 0
-        for i in range(0, len(montants), 900):
-            # Par l'index du reste ; le statut est filtré ici pour que le plan ne passe pas par lui.
-            req = (select(EtatFacture.reste_du, Facture.id, EtatFacture.statut, Facture.nom, Facture.prenom)
-                   .join(Facture, Facture.id == EtatFacture.facture_id)
-                   .where(EtatFacture.reste_du.in_(montants[i:i + 900])).order_by(Facture.echeance, Facture.numero))
-            for m, fid, statut, nom, prenom in self.conn.execute(req):
-                if statut not in ("emise", "partiellement_payee"):
-                    continue
-                rang += 1
-                mots_nom = _jetons(nom)
-                par_mot = self.candidates_famille.setdefault(m, {})
-                # Sous chaque mot de son nom : un chèque ne regarde que les factures qui portent un de ses
-                # mots (sous "" un nom sans lettre, que tout tireur contient).
-                for mot in mots_nom or ("",):
-                    par_mot.setdefault(mot, []).append((rang, fid, mots_nom, _jetons(prenom)))
+        # Par l'index du reste ; le statut est filtré ici pour que le plan ne passe pas par lui.
+        lues = sorted(_lire_par(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.statut, f.nom, f.prenom "
+                                           "FROM etat_facture e JOIN facture f ON f.id = e.facture_id "
+                                           "WHERE e.reste_du {cles}", montants),
+                      key=lambda r: (_jour(r[0]), r[1]))
+        for _echeance, _numero, m, fid, statut, nom, prenom in lues:
+            if statut not in ("emise", "partiellement_payee"):
+                continue
+            rang += 1
+            mots_nom = _jetons(nom)
+            par_mot = self.candidates_famille.setdefault(m, {})
+            # Sous chaque mot de son nom : un chèque ne regarde que les factures qui portent un de ses
+            # mots (sous "" un nom sans lettre, que tout tireur contient).
+            for mot in mots_nom or ("",):
+                par_mot.setdefault(mot, []).append((rang, fid, mots_nom, _jetons(prenom)))
         # Les factures retenues pour tout le lot, chargées d'un coup plutôt que chèque par chèque.
-        retenues = sorted({fid for v in cheques for fid in self._retenues(v) if fid not in self.factures})
-        for i in range(0, len(retenues), 900):
-            self._charger_factures(Facture.id.in_(retenues[i:i + 900]))
+        self.memoire.charger(ids={fid for v in cheques for fid in self._retenues(v)})
 
     def _retenues(self, p: PaiementVue) -> list[int]:
         jetons = _jetons_du_tireur(p)
@@ -416,16 +549,14 @@ class _Lot:
         if not _jetons_du_tireur(p):
             return []
         retenues = self._retenues(p)
-        a_charger = [fid for fid in retenues if fid not in self.factures]
-        if a_charger:
-            self._charger_factures(Facture.id.in_(a_charger))
+        self.memoire.charger(ids=retenues)
         return [self.factures[i] for i in retenues]
 
     def _panier(self, id_op: str) -> list[tuple[FactureEtat, int]]:
         lignes = self.conn.execute(select(LignePanierPayfip.facture_id, LignePanierPayfip.montant)
                                    .join(OperationPayfip, OperationPayfip.id == LignePanierPayfip.operation_id)
                                    .where(OperationPayfip.id_op == id_op).order_by(LignePanierPayfip.id)).all()
-        self._charger_factures(Facture.id.in_([fid for fid, _ in lignes]))
+        self.memoire.charger(ids=[fid for fid, _ in lignes])
         return [(self.factures[fid], m) for fid, m in lignes]
 
     def _remise(self, identifiant: str | None) -> RemiseVue | None:
@@ -450,30 +581,30 @@ class _Lot:
                                      Titre.piece == piece)).first()
         if t is None:
             return None, None
-        self._charger_factures(Facture.id == t.facture_id)
+        self.memoire.charger(ids=[t.facture_id])
         rang = self.conn.execute(select(LigneTitre.rang).where(
             LigneTitre.titre_id == t.id, LigneTitre.numero == int(p.details.get("id_ligne") or 0))).scalar()
         return self.factures[t.facture_id], rang
 
     def _a_confirmer(self, p: PaiementVue, f: FactureEtat) -> int | None:
         """Un paiement déjà connu pour cette facture, même montant, à 10 jours près, pas encore confirmé."""
-        confirmes = select(Paiement.confirme_paiement_id).where(Paiement.confirme_paiement_id.is_not(None))
+        deja = Paiement.__table__.alias("deja")
         candidats = self.conn.execute(
             select(Paiement.id, Paiement.recu_le).join(Affectation, Affectation.paiement_id == Paiement.id)
             .where(Affectation.facture_id == f.id, Paiement.canal.in_(("buraliste", "payfip")),
                    Paiement.montant == p.montant, Paiement.statut != "annule",
-                   Paiement.id.not_in(confirmes))
+                   ~select(deja.c.id).where(deja.c.confirme_paiement_id == Paiement.id).exists())
             .group_by(Paiement.id, Paiement.recu_le).order_by(Paiement.recu_le, Paiement.id)).all()
-        en_attente = {m["confirme_paiement_id"] for m in self.paiements if m.get("confirme_paiement_id")}
         for pid, recu_le in candidats:
-            if pid not in en_attente and abs(recu_le - p.recu_le) <= timedelta(days=regles.JOURS_CONFIRMATION_PES):
+            if (pid not in self.confirmes_en_attente
+                    and abs(recu_le - p.recu_le) <= timedelta(days=regles.JOURS_CONFIRMATION_PES)):
                 return int(pid)
         return None
 
     # --- Application et écriture -----------------------------------------------------------------
 
     def _appliquer(self, p: PaiementVue, d: Decision, *, ancienne: str | None) -> None:
-        par_facture: dict[int, list[list[int]]] = defaultdict(list)
+        par_facture: dict[int, list[list[int]]] = {}
         for part in d.parts:
             f = self.factures[part.facture_id]
             ligne = f.lignes[part.rang - 1]
@@ -481,20 +612,22 @@ class _Lot:
             if p.canal == "cesu":
                 ligne.cesu += part.montant
             f.paye += part.montant
-            par_facture[f.id].append([part.rang, part.montant])
+            par_facture.setdefault(f.id, []).append([part.rang, part.montant])
         dossier_id = None
-        for fid, parts in par_facture.items():
-            f = self.factures[fid]
-            montant = sum(m for _, m in parts)
-            f.statut = statut_facture(f.montant, f.paye, f.avoirs, f.titree)
-            self.factures_modifiees.add(fid)
-            dossier_id = dossier_id or f.dossier_id
-            # La même preuve (un seul objet) pour chaque facture : encodée une fois (`inserer_tuples`).
-            self.affectations.append((p.id, fid, montant, parts, d.regle, d.preuve, "systeme", self.now))
-            self.mouvements.append((
-                f.dossier_id, p.recu_le, "paiement",
-                f"Paiement {p.canal} {p.reference} affecté à la facture {f.numero}"[:300],
-                montant, 0 if f.titree else -montant, 0, -montant if f.titree else 0, fid, p.id, self.now))
+        if par_facture:
+            preuve = encoder_json(d.preuve)  # la même pour chaque facture : encodée une fois
+            for fid, parts in par_facture.items():
+                f = self.factures[fid]
+                montant = sum(m for _, m in parts)
+                f.statut = statut_facture(f.montant, f.paye, f.avoirs, f.titree)
+                self.factures_modifiees.add(fid)
+                dossier_id = dossier_id or f.dossier_id
+                self.affectations.append((p.id, fid, montant, encoder_json(parts), d.regle, preuve, "systeme",
+                                          self.now))
+                self.mouvements.append((
+                    f.dossier_id, p.recu_le, "paiement",
+                    f"Paiement {p.canal} {p.reference} affecté à la facture {f.numero}"[:300],
+                    montant, 0 if f.titree else -montant, 0, -montant if f.titree else 0, fid, p.id, self.now))
         affecte = d.affecte
         if d.anomalie:
             statut = "en_anomalie"
@@ -513,8 +646,9 @@ class _Lot:
             self.anomalies_closes.append(p.id)
         if d.remise_confirmee_id is not None:
             self.remises.append({"r_id": d.remise_confirmee_id, "r_statut": "confirmee", "r_le": self.now})
-        self.paiements.append({"p_id": p.id, "p_affecte": affecte, "p_statut": statut, "p_anomalie": d.anomalie,
-                               "p_dossier": dossier_id, "confirme_paiement_id": d.confirme_paiement_id})
+        if d.confirme_paiement_id is not None:
+            self.confirmes_en_attente.add(d.confirme_paiement_id)
+        self.decides.append((p.id, affecte, statut, d.anomalie, dossier_id, d.confirme_paiement_id))
         self.journal.info("paiement_rapproche", paiement_id=p.id, canal=p.canal, reference=p.reference,
                           regle=d.regle, statut=statut, anomalie=d.anomalie, affecte=affecte)
 
@@ -528,35 +662,63 @@ class _Lot:
                                              Anomalie.statut != "resolue", Anomalie.code.in_(CODES_REESSAYES))
                       .values(statut="resolue", resolue_le=self.now, resolue_par="systeme",
                               resolution="rapprochement_automatique"))
+        self._ecrire_paiements()
         inserer_tuples(c, table_de(Affectation), COLONNES_AFFECTATION, self.affectations)
         inserer_tuples(c, table_de(MouvementCompte), COLONNES_MOUVEMENT, self.mouvements)
         inserer(c, table_de(Anomalie), self.anomalies)
         # Une colonne indexée n'est écrite que si sa valeur change : sous SQLite, l'écrire coûte la
         # mise à jour de son index même à valeur égale.
-        factures = sorted(self.factures_modifiees)
-        mettre_a_jour(c, "etat_facture", ["paye = {}", "statut = {}"], "facture_id",
-                      [(f.paye, f.statut, f.id) for i in factures
-                       if (f := self.factures[i]).statut != self.statut_lu[i]], ("bigint", "text", "bigint"))
-        mettre_a_jour(c, "etat_facture", ["paye = {}"], "facture_id",
-                      [(f.paye, f.id) for i in factures if (f := self.factures[i]).statut == self.statut_lu[i]],
-                      ("bigint", "bigint"))
-        par_colonnes: dict[tuple[bool, bool, bool], list[tuple[Any, ...]]] = defaultdict(list)
-        for m in self.paiements:
-            anomalie, dossier, confirme = self.paiement_lu[m["p_id"]]
-            changent = (m["p_anomalie"] != anomalie, m["p_dossier"] is not None and m["p_dossier"] != dossier,
-                        m["confirme_paiement_id"] != confirme)
-            valeurs = [v for v, change in zip((m["p_anomalie"], m["p_dossier"], m["confirme_paiement_id"]), changent,
-                                              strict=True) if change]
-            par_colonnes[changent].append((m["p_affecte"], m["p_statut"], *valeurs, m["p_id"]))
-        for changent, lignes in sorted(par_colonnes.items()):
-            colonnes = [(sql, t) for (sql, t), change in zip(
-                (("anomalie = {}", "text"), ("dossier_id = {}", "bigint"), ("confirme_paiement_id = {}", "bigint")),
-                changent, strict=True) if change]
-            mettre_a_jour(c, "paiement", ["affecte = affecte + {}", "statut = {}", *(sql for sql, _ in colonnes),
-                                          "version = version + 1"], "id", lignes,
-                          ("bigint", "text", *(t for _, t in colonnes), "bigint"))
+        statut_lu = self.memoire.statut_lu
+        changent: list[tuple[Any, ...]] = []
+        paye_seul: list[tuple[Any, ...]] = []
+        for i in sorted(self.factures_modifiees):
+            f = self.factures[i]
+            if f.statut != statut_lu[i]:
+                changent.append((f.paye, f.statut, i))
+                statut_lu[i] = f.statut
+            else:
+                paye_seul.append((f.paye, i))
+        mettre_a_jour(c, "etat_facture", ["paye = {}", "statut = {}"], "facture_id", changent,
+                      ("bigint", "text", "bigint"))
+        mettre_a_jour(c, "etat_facture", ["paye = {}"], "facture_id", paye_seul, ("bigint", "bigint"))
         if self.remises:
             t = table_de(Remise)
             c.execute(update(t).where(t.c.id == bindparam("r_id")).values(
                 statut=bindparam("r_statut"), confirmee_le=bindparam("r_le")), self.remises)
 
+    def _ecrire_paiements(self) -> None:
+        """Les nouveaux : insérés avec leur décision ; les anciens : seules les colonnes qui changent."""
+        nouveaux = self.nouveaux
+        inserer_tuples(self.conn, table_de(Paiement), COLONNES_PAIEMENT, [
+            (pid, n.canal, n.reference, n.montant, n.recu_le, n.reference_facture, n.remise_id,
+             n.details, n.brut, n.ligne, n.empreinte, n.fichier_id, affecte, 0, 0, statut, anomalie, dossier,
+             confirme, False, 2, n.cree_le)  # version 2 : reçu, puis décidé (comme en deux temps)
+            for pid, affecte, statut, anomalie, dossier, confirme in self.decides if (n := nouveaux.get(pid))])
+        # Un nouveau que la décision laisse tel quel (une relance ne le concerne pas) n'existe pas : chaque
+        # nouveau est décidé. Les anciens : par combinaison de colonnes qui changent.
+        par_colonnes: dict[tuple[bool, bool, bool], list[tuple[Any, ...]]] = defaultdict(list)
+        for pid, affecte, statut, anomalie_d, dossier_d, confirme_d in self.decides:
+            if pid in nouveaux:
+                continue
+            anomalie, dossier, confirme = self.paiement_lu[pid]
+            changent = (anomalie_d != anomalie, dossier_d is not None and dossier_d != dossier, confirme_d != confirme)
+            valeurs = [v for v, change in zip((anomalie_d, dossier_d, confirme_d), changent, strict=True) if change]
+            par_colonnes[changent].append((affecte, statut, *valeurs, pid))
+        for changent, lignes in sorted(par_colonnes.items()):
+            colonnes = [(sql, t) for (sql, t), change in zip(
+                (("anomalie = {}", "text"), ("dossier_id = {}", "bigint"), ("confirme_paiement_id = {}", "bigint")),
+                changent, strict=True) if change]
+            mettre_a_jour(self.conn, "paiement", ["affecte = affecte + {}", "statut = {}",
+                                                  *(sql for sql, _ in colonnes), "version = version + 1"],
+                          "id", lignes, ("bigint", "text", *(t for _, t in colonnes), "bigint"))
+
+
+def _decoder_details(valeur: Any) -> dict[str, Any]:
+    if isinstance(valeur, dict):
+        return valeur
+    if valeur is None:
+        return {}
+    import msgspec
+
+    resultat: dict[str, Any] = msgspec.json.decode(valeur)
+    return resultat

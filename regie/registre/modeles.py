@@ -155,7 +155,8 @@ class Facture(Base):
     lignes: Mapped[tuple[LigneFacture, ...]] = mapped_column(LignesJson())
     empreinte: Mapped[str] = mapped_column(String(64))
     fichier_id: Mapped[int | None]
-    cree_le: Mapped[datetime] = mapped_column(default=maintenant)
+    # Indexé : le moteur lit max(cree_le), la dernière arrivée (les clés arrivent dans l'ordre : peu coûteux).
+    cree_le: Mapped[datetime] = mapped_column(default=maintenant, index=True)
 
     numero_dette: Mapped[int] = synonym("id")
 
@@ -280,6 +281,10 @@ class Paiement(Base):
               postgresql_where=text(_OUVERT)),
         Index("ix_paiement_remise_id", "remise_id", sqlite_where=text("remise_id IS NOT NULL"),
               postgresql_where=text("remise_id IS NOT NULL")),
+        # Un paiement déjà confirmé (PES_Retour) ne l'est pas deux fois.
+        Index("ix_paiement_confirme_paiement_id", "confirme_paiement_id",
+              sqlite_where=text("confirme_paiement_id IS NOT NULL"),
+              postgresql_where=text("confirme_paiement_id IS NOT NULL")),
         # Le crédit d'une famille (appliquer-credit) ; ses autres paiements se trouvent par son compte.
         Index("ix_paiement_credit", "dossier_id", sqlite_where=text("en_credit > 0"),
               postgresql_where=text("en_credit > 0")),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 07:11:53.177676
+Create Date: 2026-12-02 07:38:45.655960
 """
 
 from alembic import op
@@ -160,6 +160,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("numero", name=op.f("uq_facture_numero")),
     )
     with op.batch_alter_table("facture", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_facture_cree_le"), ["cree_le"], unique=False)
         batch_op.create_index(batch_op.f("ix_facture_dossier_id"), ["dossier_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_facture_refdet"), ["refdet"], unique=False)
 
@@ -265,6 +266,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("canal", "reference", name=op.f("uq_paiement_canal")),
     )
     with op.batch_alter_table("paiement", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_paiement_confirme_paiement_id",
+            ["confirme_paiement_id"],
+            unique=False,
+            sqlite_where=sa.text("confirme_paiement_id IS NOT NULL"),
+            postgresql_where=sa.text("confirme_paiement_id IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_paiement_credit",
             ["dossier_id"],
@@ -658,6 +666,11 @@ def downgrade() -> None:
         batch_op.drop_index(
             "ix_paiement_credit", sqlite_where=sa.text("en_credit > 0"), postgresql_where=sa.text("en_credit > 0")
         )
+        batch_op.drop_index(
+            "ix_paiement_confirme_paiement_id",
+            sqlite_where=sa.text("confirme_paiement_id IS NOT NULL"),
+            postgresql_where=sa.text("confirme_paiement_id IS NOT NULL"),
+        )
 
     op.drop_table("paiement")
     with op.batch_alter_table("mouvement_compte", schema=None) as batch_op:
@@ -676,6 +689,7 @@ def downgrade() -> None:
     with op.batch_alter_table("facture", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_facture_refdet"))
         batch_op.drop_index(batch_op.f("ix_facture_dossier_id"))
+        batch_op.drop_index(batch_op.f("ix_facture_cree_le"))
 
     op.drop_table("facture")
     with op.batch_alter_table("execution", schema=None) as batch_op:
