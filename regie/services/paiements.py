@@ -7,24 +7,24 @@ le même enregistrement revu est ignoré, la même clé avec un autre contenu es
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
+import msgspec
 import structlog
 from sqlalchemy import Connection, func, insert, or_, select, update
 
 from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.modeles import PaiementRecu
+from rapprochement.moteur import NouveauPaiement, rapprocher, rapprocher_a_l_import
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture
 from regie.progression import Progression
-from regie.registre.masse import inserer_tuples, table_de
+from regie.registre.masse import inserer_tuples, reserver_ids, table_de
 from regie.registre.modeles import (
     Anomalie,
     Bordereau,
@@ -51,9 +51,10 @@ log = structlog.get_logger()
 CANAUX_FICHIER = {"buraliste": "buraliste", "cesu": "cesu", "crcesu": "crcesu", "cheque": "cheque",
                   "cfonb": "cfonb", "pes-retour": "pes_retour"}
 TAILLE_LOT = 2000
-COLONNES_PAIEMENT = ("canal", "reference", "montant", "recu_le", "reference_facture", "remise_id", "details", "brut",
-                     "ligne", "empreinte", "fichier_id", "affecte", "en_credit", "rembourse", "statut",
+COLONNES_PAIEMENT = ("id", "canal", "reference", "montant", "recu_le", "reference_facture", "remise_id", "details",
+                     "brut", "ligne", "empreinte", "fichier_id", "affecte", "en_credit", "rembourse", "statut",
                      "decision_manuelle", "version", "cree_le")
+PAIEMENT = table_de(Paiement)
 _NUMERO_DANS_TEXTE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
 
 
@@ -68,11 +69,17 @@ class ComptesPaiements:
 DETAILS_DU_FICHIER = frozenset({"typ_restit"})
 
 
+_EMPREINTE = msgspec.json.Encoder(order="sorted")
+
+
 def empreinte_paiement(recu: PaiementRecu) -> str:
     """Le contenu d'un enregistrement, sans sa place dans le fichier (ligne, texte brut, type de retour)."""
-    contenu = recu.model_dump(mode="json", exclude={"ligne", "brut"})
-    contenu["details"] = {k: v for k, v in contenu["details"].items() if k not in DETAILS_DU_FICHIER}
-    return hashlib.sha256(json.dumps(contenu, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    details = recu.details
+    if DETAILS_DU_FICHIER & details.keys():
+        details = {k: v for k, v in details.items() if k not in DETAILS_DU_FICHIER}
+    return hashlib.sha256(_EMPREINTE.encode((
+        recu.canal, recu.reference, recu.montant, recu.recu_le.isoformat(), recu.reference_facture, recu.remise,
+        details))).hexdigest()
 
 
 def _remises(conn: Connection, lot: list[PaiementRecu]) -> dict[str, int]:
@@ -90,78 +97,119 @@ def _remises(conn: Connection, lot: list[PaiementRecu]) -> dict[str, int]:
     return ids
 
 
-def enregistrer_paiements(conn: Connection, recus: Iterable[PaiementRecu], *,
-                          fichier_id: int | None = None) -> ComptesPaiements:
-    """Enregistre des paiements reçus dans la transaction de l'appelant (par lots, en flux)."""
-    comptes = ComptesPaiements()
+def enregistrer_paiements(conn: Connection, recus: Iterable[PaiementRecu], *, fichier_id: int | None = None,
+                          differer: list[NouveauPaiement] | None = None) -> ComptesPaiements:
+    """Enregistre des paiements reçus dans la transaction de l'appelant (par lots, en flux).
+
+    Avec `differer` (une liste vide), les paiements nouveaux n'y sont pas écrits mais ajoutés :
+    le moteur les décide puis les écrit une fois (`rapprocher_a_l_import`). Une même référence lue
+    deux fois avec deux contenus dans le fichier arrête cela : tout est alors écrit « à traiter ».
+    """
+    enregistrement = _Enregistrement(conn, fichier_id, differer)
     lot: list[PaiementRecu] = []
     progression = Progression("import des paiements", "paiements")
     for recu in recus:
         lot.append(recu)
         if len(lot) >= TAILLE_LOT:
-            _enregistrer_lot(conn, lot, fichier_id, comptes)
+            enregistrement.lot(lot)
             progression.avancer(len(lot))
             lot = []
     if lot:
-        _enregistrer_lot(conn, lot, fichier_id, comptes)
+        enregistrement.lot(lot)
         progression.avancer(len(lot))
     progression.terminer()
-    return comptes
+    return enregistrement.comptes
 
 
-def _enregistrer_lot(conn: Connection, lot: list[PaiementRecu], fichier_id: int | None,
-                     comptes: ComptesPaiements) -> None:
-    cles = {(r.canal, r.reference) for r in lot}
-    existants: dict[tuple[str, str], tuple[int, str]] = {}
-    for canal in {c for c, _ in cles}:
-        refs = [ref for c, ref in cles if c == canal]
-        for id_, ref, empreinte in conn.execute(select(Paiement.id, Paiement.reference, Paiement.empreinte).where(
-                Paiement.canal == canal, Paiement.reference.in_(refs))):
-            existants[(canal, ref)] = (id_, empreinte)
-    remises = _remises(conn, lot)
-    now = maintenant()
-    nouveaux: list[tuple[Any, ...]] = []
-    vus: dict[tuple[str, str], tuple[str, PaiementRecu]] = {}
-    par_remise: dict[int, tuple[int, int]] = {}
-    for r in lot:
-        cle = (r.canal, r.reference)
-        empreinte = empreinte_paiement(r)
-        avant = existants.get(cle)
-        deja = vus.get(cle)
-        if avant is not None or deja is not None:
-            if (avant[1] if avant is not None else deja[0]) == empreinte:  # type: ignore[index]
-                comptes.ignores += 1
+class _Enregistrement:
+    def __init__(self, conn: Connection, fichier_id: int | None, differer: list[NouveauPaiement] | None) -> None:
+        self.conn = conn
+        self.fichier_id = fichier_id
+        self.differes = differer
+        self.comptes = ComptesPaiements()
+        self.vus: dict[tuple[str, str], str] = {}  # clé → empreinte, pour tout le fichier
+        self.prochain_id: int | None = None  # SQLite : les identifiants réservés mais pas encore écrits
+
+    def _ids(self, n: int) -> list[int]:
+        if self.conn.dialect.name == "postgresql":
+            return reserver_ids(self.conn, PAIEMENT, n)
+        if self.prochain_id is None:
+            self.prochain_id = reserver_ids(self.conn, PAIEMENT, 1)[0]
+        debut, self.prochain_id = self.prochain_id, self.prochain_id + n
+        return list(range(debut, debut + n))
+
+    def lot(self, lot: list[PaiementRecu]) -> None:
+        conn = self.conn
+        cles = {(r.canal, r.reference) for r in lot}
+        existants: dict[tuple[str, str], tuple[int, str]] = {}
+        for canal in {c for c, _ in cles}:
+            refs = [ref for c, ref in cles if c == canal]
+            for id_, ref, empreinte in conn.execute(select(Paiement.id, Paiement.reference, Paiement.empreinte)
+                                                    .where(Paiement.canal == canal, Paiement.reference.in_(refs))):
+                existants[(canal, ref)] = (id_, empreinte)
+        remises = _remises(conn, lot)
+        now = maintenant()
+        nouveaux: list[tuple[PaiementRecu, str, int | None]] = []
+        par_remise: dict[int, tuple[int, int]] = {}
+        vus = self.vus
+        for r in lot:
+            cle = (r.canal, r.reference)
+            empreinte = empreinte_paiement(r)
+            avant = existants.get(cle)
+            deja = vus.get(cle)
+            if avant is not None or deja is not None:
+                if (avant[1] if avant is not None else deja) == empreinte:
+                    self.comptes.ignores += 1
+                    continue
+                if avant is None:
+                    # Deux contenus pour une clé dans le même fichier : le premier est enregistré, le second
+                    # signalé ; il faut pour cela que le premier soit écrit.
+                    self._ecrire(nouveaux, par_remise, now)
+                    self._renoncer_au_differe(now)
+                    nouveaux, par_remise = [], {}
+                    avant = (conn.execute(select(Paiement.id).where(
+                        Paiement.canal == r.canal, Paiement.reference == r.reference)).scalar_one(), "")
+                _signaler_doublon(conn, avant[0], r, empreinte)
+                self.comptes.doublons += 1
                 continue
-            if avant is None:
-                # Deux contenus pour une clé dans le même fichier : le premier est enregistré, le second signalé.
-                _inserer(conn, nouveaux, par_remise, comptes)
-                nouveaux, par_remise = [], {}
-                avant = (conn.execute(select(Paiement.id).where(Paiement.canal == r.canal,
-                                                                Paiement.reference == r.reference)).scalar_one(), "")
-            _signaler_doublon(conn, avant[0], r, empreinte)
-            comptes.doublons += 1
-            continue
-        vus[cle] = (empreinte, r)
-        remise_id = remises.get(r.remise) if r.remise and r.canal in ("cheque", "cesu") else None
-        if remise_id is not None:
-            m, n = par_remise.get(remise_id, (0, 0))
-            par_remise[remise_id] = (m + r.montant, n + 1)
-        # Dans l'ordre de COLONNES_PAIEMENT ; dossier, confirmation et anomalie restent NULL.
-        nouveaux.append((
-            r.canal, r.reference, r.montant, r.recu_le, r.reference_facture, remise_id,
-            {**r.details, **({"remise": r.remise} if r.remise else {})}, r.brut, r.ligne, empreinte, fichier_id,
-            0, 0, 0, "a_traiter", False, 1, now))
-    _inserer(conn, nouveaux, par_remise, comptes)
+            vus[cle] = empreinte
+            remise_id = remises.get(r.remise) if r.remise and r.canal in ("cheque", "cesu") else None
+            if remise_id is not None:
+                m, n = par_remise.get(remise_id, (0, 0))
+                par_remise[remise_id] = (m + r.montant, n + 1)
+            nouveaux.append((r, empreinte, remise_id))
+        self._ecrire(nouveaux, par_remise, now)
+
+    def _ecrire(self, nouveaux: list[tuple[PaiementRecu, str, int | None]], par_remise: dict[int, tuple[int, int]],
+                now: datetime) -> None:
+        conn = self.conn
+        if nouveaux:
+            fichier_id = self.fichier_id
+            lus = [NouveauPaiement(pid, r.canal, r.reference, r.montant, r.recu_le, r.reference_facture, r.remise,
+                                   remise_id, {**r.details, **({"remise": r.remise} if r.remise else {})}, r.brut,
+                                   r.ligne, empreinte, fichier_id, now)
+                   for pid, (r, empreinte, remise_id) in zip(self._ids(len(nouveaux)), nouveaux, strict=True)]
+            if self.differes is not None:
+                self.differes.extend(lus)
+            else:
+                _inserer_a_traiter(conn, lus)
+            self.comptes.nouveaux += len(nouveaux)
+        for remise_id, (montant, nombre) in par_remise.items():
+            conn.execute(update(Remise).where(Remise.id == remise_id).values(
+                montant=Remise.montant + montant, nombre=Remise.nombre + nombre))
+
+    def _renoncer_au_differe(self, now: datetime) -> None:
+        if self.differes is not None:
+            _inserer_a_traiter(self.conn, self.differes)
+            self.differes.clear()
+            self.differes = None
+            log.info("rapprochement_a_l_import_abandonne", raison="référence lue deux fois avec deux contenus")
 
 
-def _inserer(conn: Connection, nouveaux: list[tuple[Any, ...]], par_remise: dict[int, tuple[int, int]],
-             comptes: ComptesPaiements) -> None:
-    if nouveaux:
-        inserer_tuples(conn, table_de(Paiement), COLONNES_PAIEMENT, nouveaux)
-        comptes.nouveaux += len(nouveaux)
-    for remise_id, (montant, nombre) in par_remise.items():
-        conn.execute(update(Remise).where(Remise.id == remise_id).values(
-            montant=Remise.montant + montant, nombre=Remise.nombre + nombre))
+def _inserer_a_traiter(conn: Connection, paiements: Sequence[NouveauPaiement]) -> None:
+    inserer_tuples(conn, PAIEMENT, COLONNES_PAIEMENT, [(
+        p.id, p.canal, p.reference, p.montant, p.recu_le, p.reference_facture, p.remise_id, p.details, p.brut,
+        p.ligne, p.empreinte, p.fichier_id, 0, 0, 0, "a_traiter", False, 1, p.cree_le) for p in paiements])
 
 
 def _signaler_doublon(conn: Connection, paiement_id: int, recu: PaiementRecu, empreinte: str) -> None:
@@ -320,9 +368,14 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
 
     def faire(conn: Connection, fichier_id: int, nom: str) -> ComptesPaiements:
         recus = _lire_canal(app, conn, canal, chemin, nom, comptes_canal, fichier_id)
-        comptes = enregistrer_paiements(conn, recus, fichier_id=fichier_id)
+        # Rapprochés dans la même transaction, avant d'être écrits : une écriture par paiement au lieu de deux.
+        differes: list[NouveauPaiement] | None = [] if rapprocher_ensuite else None
+        comptes = enregistrer_paiements(conn, recus, fichier_id=fichier_id, differer=differes)
         conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
             nb_enregistrements=comptes.nouveaux, nb_ignores=comptes.ignores))
+        if differes:
+            points_de_crash.point("avant_rapprochement_a_l_import")
+            rapprocher_a_l_import(conn, differes)
         return comptes
 
     rapport, comptes = importer_une_fois(app, chemin, canal, origine, faire, RapportImport(chemin.name, canal))
@@ -336,8 +389,7 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
     rafraichir_statistiques(app.moteur, ("paiement",), comptes.nouveaux)
     points_de_crash.point("apres_import_paiements")
     if rapprocher_ensuite:
-        from rapprochement.moteur import rapprocher
-
+        # Ce qui reste ouvert (un fichier qui a dû tout écrire « à traiter », un import concurrent…).
         rapprocher(app, aujourd_hui=aujourd_hui)
     return rapport
 
