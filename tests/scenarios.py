@@ -53,11 +53,12 @@ class Scenario:
                             numero_dette=self.dette(numero), codique=col.codique,
                             montant_centimes=euros_en_centimes(montant))
 
-    def buraliste(self, *lignes: tuple[str, str, str, str], date_heure: str = "2026-05-12T17:42:10+02:00") -> Any:
+    def buraliste(self, *lignes: tuple[str, str, str, str], date_heure: str = "2026-05-12T17:42:10+02:00",
+                  **options: Any) -> Any:
         """lignes : (transaction, datamatrix, montant, mode)."""
         texte = "transaction;date_heure;datamatrix;montant;mode;point_de_vente\r\n" + "".join(
             f'{t};{date_heure};"{dm}";{m};{mode};TAB-94-0117\r\n' for t, dm, m, mode in lignes)
-        return self.importer("buraliste", b"\xef\xbb\xbf" + texte.encode(), "releve.csv")
+        return self.importer("buraliste", b"\xef\xbb\xbf" + texte.encode(), "releve.csv", **options)
 
     def cheques(self, *lignes: tuple[str, str, str, str, str], recu_le: str = "2026-05-15") -> Any:
         """lignes : (remise, numero, tireur, montant, facture)."""
@@ -65,11 +66,11 @@ class Scenario:
             f"{r};{n};{t};CCM;{m};{f};{recu_le}\r\n" for r, n, t, m, f in lignes)
         return self.importer("cheque", texte.encode(), "cheques.csv")
 
-    def cesu(self, *lignes: tuple[str, str, int, str, str, str]) -> Any:
+    def cesu(self, *lignes: tuple[str, str, int, str, str, str], **options: Any) -> Any:
         """lignes : (remise, numero_titre, millesime, valeur, facture, recu_le)."""
         texte = "remise;numero_titre;support;emetteur;millesime;valeur;facture;recu_le\r\n" + "".join(
             f"{r};{n};PAPIER;EDENRED;{mil};{v};{f};{d}\r\n" for r, n, mil, v, f, d in lignes)
-        return self.importer("cesu", texte.encode(), "cesu.csv")
+        return self.importer("cesu", texte.encode(), "cesu.csv", **options)
 
     def crcesu(self, remise: str, nombre: int, titres: str, frais: str = "0.00") -> Any:
         verse = centimes_en_euros(euros_en_centimes(titres) - euros_en_centimes(frais))
@@ -78,7 +79,7 @@ class Scenario:
         return self.importer("crcesu", texte.encode(), "crcesu.csv")
 
     def cfonb(self, *mouvements: tuple[str, str, str], compte: str = "00012345678", jour: str = "150526",
-              solde: int = 0) -> Any:
+              solde: int = 0, **options: Any) -> Any:
         """mouvements : (montant signé en euros, libellé, complément) ; un relevé 01..07 sans fin de ligne."""
         def rec(code: str, corps: dict[int, str]) -> str:
             ligne = [" "] * 120
@@ -98,7 +99,7 @@ class Scenario:
             if complement:
                 enregs.append(rec("05", {33: "05", 35: jour, 46: "LIB", 49: complement[:70]}))
         enregs.append(rec("07", {35: jour, 91: ecrire_montant(total)}))
-        return self.importer("cfonb", "".join(enregs).encode("latin-1"), "releve.cfonb")
+        return self.importer("cfonb", "".join(enregs).encode("latin-1"), "releve.cfonb", **options)
 
     def etat(self) -> dict[str, Any]:
         return etat(self.app)

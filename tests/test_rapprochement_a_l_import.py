@@ -1,0 +1,130 @@
+"""Décider les paiements d'un fichier avant de les écrire donne exactement ce que donnent l'import puis le moteur."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from connecteurs.buralistes.datamatrix import charge_utile
+from rapprochement.moteur import rapprocher
+from regie.application import Application
+from regie.registre.modeles import Affectation, Anomalie, Base, Dossier, Facture, MouvementCompte, Paiement
+from tests.scenarios import FACTURE, Scenario, autre
+
+F = FACTURE["numero"]  # 77 € : cantine 42 € et crèche 35 € (éligible CESU)
+
+
+def _vider(app: Application) -> None:
+    """Le registre remis à neuf, pour rejouer les mêmes fichiers autrement."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with app.moteur.begin() as c:
+        if app.moteur.dialect.name == "postgresql":
+            c.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for t in tables:
+                c.execute(text(f'DELETE FROM "{t}"'))
+    app.synchroniser_referentiel()
+
+
+def _datamatrix_inconnu(app: Application) -> str:
+    col = app.config.collectivite
+    return charge_utile(code_etablissement=col.code_etablissement, periode="2026-05", code_produit="043",
+                        numero_dette=999_999, codique=col.codique, montant_centimes=2500)
+
+
+def _jouer(app: Application, dossier: Path, *, a_l_import: bool) -> None:
+    dossier.mkdir()
+    sc = Scenario(app, dossier)
+    o = {} if a_l_import else {"rapprocher_ensuite": False}
+
+    def apres() -> None:
+        if not a_l_import:
+            rapprocher(app)
+
+    sc.factures({**FACTURE}, autre("F01-26-05-0000201", "30.00"), autre("F01-26-05-0000202", "30.00"),
+                autre("F01-26-05-0000203", "25.00", dossier="D000777"),
+                autre("F01-26-05-0000204", "12.50", dossier="D000888",
+                      payeur={**FACTURE["payeur"], "nom": "DUPONT", "prenom": "LUC"}))
+    # Un relevé DFT qui confirme une remise pas encore arrivée : il attend en revue, et sera repris.
+    sc.cfonb(("75.00", "REMISE RC-77", ""), **o)
+    apres()
+    # Relevé des buralistes : un paiement entier, un partiel, une dette inconnue, des espèces au-delà de 300 €.
+    sc.buraliste(("PP-1", sc.datamatrix("F01-26-05-0000201", "30.00"), "30.00", "CARTE"),
+                 ("PP-2", sc.datamatrix("F01-26-05-0000202", "30.00"), "10.00", "CARTE"),
+                 ("PP-3", _datamatrix_inconnu(app), "25.00", "CARTE"),
+                 ("PP-4", sc.datamatrix(F, "77.00"), "400.00", "ESPECES"), **o)
+    apres()
+    # Chèques hors d'ordre (dates, références) : deux pour la même facture, un trop-perçu, un sans facture
+    # qu'on retrouve par la famille du tireur ; leur remise confirme enfin le relevé DFT.
+    texte = ("remise;numero_cheque;tireur;banque;montant;facture;recu_le\r\n"
+             "RC-77;9;MARTIN CLAIRE;CCM;20.00;F01-26-05-0000202;2026-05-16\r\n"
+             "RC-77;10;MARTIN CLAIRE;CCM;15.00;F01-26-05-0000202;2026-05-15\r\n"
+             "RC-77;2;DUPONT LUC;CCM;12.50;;2026-05-15\r\n"
+             "RC-77;1;MARTIN CLAIRE;CCM;27.50;F01-26-05-0000203;2026-05-14\r\n")
+    sc.importer("cheque", texte.encode(), "cheques.csv", **o)
+    apres()
+    # CESU : l'éligible d'abord, puis un titre qui dépasse ce qui reste d'éligible.
+    sc.cesu(("R-1", "0412345678901", 2026, "20.00", F, "2026-05-14"),
+            ("R-1", "0412345678902", 2026, "20.00", F, "2026-05-14"), **o)
+    apres()
+    # Une même référence lue deux fois, avec deux contenus, dans un même fichier : tout est écrit à traiter.
+    texte = ("remise;numero_cheque;tireur;banque;montant;facture;recu_le\r\n"
+             f"RC-88;1;MARTIN CLAIRE;CCM;5.00;{F};2026-05-20\r\n"
+             f"RC-88;2;MARTIN CLAIRE;CCM;6.00;{F};2026-05-20\r\n"
+             f"RC-88;1;MARTIN CLAIRE;CCM;7.00;{F};2026-05-20\r\n")
+    sc.importer("cheque", texte.encode(), "doublon.csv", **o)
+    apres()
+
+
+def _photo(app: Application) -> dict[str, Any]:
+    """Tout ce qui a été décidé, sans les identifiants ni les instants d'écriture."""
+    with app.moteur.connect() as c:
+        ref = {i: (canal, r) for i, canal, r in c.execute(select(Paiement.id, Paiement.canal, Paiement.reference))}
+        num = dict(c.execute(select(Facture.id, Facture.numero)).all())
+        dos = dict(c.execute(select(Dossier.id, Dossier.numero)).all())
+        return {
+            "paiements": sorted((canal, r, statut, anomalie, affecte, dos.get(d), version)
+                                for canal, r, statut, anomalie, affecte, d, version in c.execute(select(
+                                    Paiement.canal, Paiement.reference, Paiement.statut, Paiement.anomalie,
+                                    Paiement.affecte, Paiement.dossier_id, Paiement.version))),
+            "affectations": sorted((ref[p], num[f], m, str(parts), regle, str(preuve)) for p, f, m, parts, regle, preuve
+                                   in c.execute(select(Affectation.paiement_id, Affectation.facture_id,
+                                                       Affectation.montant, Affectation.parts, Affectation.regle,
+                                                       Affectation.preuve).where(Affectation.paiement_id.is_not(None)))),
+            "anomalies": sorted((ref.get(p), code, statut, raison, str(preuve), str(sugg)) for p, code, statut, raison,
+                                preuve, sugg in c.execute(select(Anomalie.paiement_id, Anomalie.code, Anomalie.statut,
+                                                                 Anomalie.raison, Anomalie.preuve,
+                                                                 Anomalie.suggestions))),
+            "mouvements": sorted((dos[d], quand.isoformat(), nature, libelle, m, du, cr, tr, num.get(f), ref.get(p))
+                                 for d, quand, nature, libelle, m, du, cr, tr, f, p in c.execute(select(
+                                     MouvementCompte.dossier_id, MouvementCompte.quand, MouvementCompte.nature,
+                                     MouvementCompte.libelle, MouvementCompte.montant, MouvementCompte.delta_du,
+                                     MouvementCompte.delta_credit, MouvementCompte.delta_tresor,
+                                     MouvementCompte.facture_id, MouvementCompte.paiement_id))),
+        }
+
+
+@pytest.mark.parametrize("taille_lot", [1000, 2])
+def test_a_l_import_ou_en_deux_temps_le_registre_est_le_meme(app: Application, tmp_path: Path, taille_lot: int,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from rapprochement import moteur
+
+    monkeypatch.setattr(moteur, "TAILLE_LOT", taille_lot)
+    monkeypatch.setenv("REGIE_RAPPROCHEMENT_LOT", str(taille_lot))
+    _jouer(app, tmp_path / "a_l_import", a_l_import=True)
+    a_l_import = _photo(app)
+    _vider(app)
+    _jouer(app, tmp_path / "en_deux_temps", a_l_import=False)
+    en_deux_temps = _photo(app)
+    assert a_l_import == en_deux_temps
+    # Le scénario passe bien par ce qu'il doit montrer.
+    statuts = {(c, r): (s, a) for c, r, s, a, *_ in a_l_import["paiements"]}
+    assert statuts[("cfonb", "00012345678/2026-05-15/0000001/1")] == ("confirme", None)  # repris avec les chèques
+    assert statuts[("cheque", "RC-77/2")] == ("affecte", None)  # famille du tireur
+    assert statuts[("cheque", "RC-77/9")][1] == "TROP_PERCU"  # le 15 mai passe avant le 16
+    assert statuts[("buraliste", "PP-3")] == ("en_anomalie", "REFERENCE_INCONNUE")
+    assert statuts[("cesu", "0412345678902")][1] == "CESU_EXCEDENT"
+    assert statuts[("cheque", "RC-88/1")][1] == "DOUBLON"
