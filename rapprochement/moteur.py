@@ -18,6 +18,7 @@ import functools
 import os
 import re
 import unicodedata
+from bisect import insort
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -280,7 +281,7 @@ def _jetons_du_tireur(p: PaiementVue) -> frozenset[str]:
 # --- Lectures groupées, en SQL du pilote (sans compilation ni conversion par rangée) --------------------
 
 _COLONNES_FACTURE = ("f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
-                     "f.echeance, f.refdet, f.nom, f.lignes")
+                     "f.echeance, f.refdet, f.nom, f.prenom, f.lignes")
 _FROM_FACTURE = ("FROM facture f JOIN etat_facture e ON e.facture_id = f.id JOIN dossier d ON d.id = f.dossier_id")
 # Suggestions : les factures encore entières (les plus anciennes d'abord), puis les entamées (montant, id).
 _PROCHES = (
@@ -307,8 +308,19 @@ def _lire_par(conn: Connection, sql: str, cles: Sequence[Any]) -> Iterator[tuple
         yield from (tuple(r) for r in conn.exec_driver_sql(requete, parametres))
 
 
+# Une facture candidate à la famille d'un tireur : (échéance, numéro), id, mots du nom, mots du prénom.
+Candidate = tuple[tuple[date, str], int, frozenset[str], frozenset[str]]
+STATUTS_FAMILLE = ("emise", "partiellement_payee")
+
+
 class _Memoire:
-    """Ce qu'une transaction du moteur sait des factures : lues une fois, tenues à jour en mémoire."""
+    """Ce qu'une transaction du moteur sait des factures.
+
+    Les factures d'un lot sont lues une fois et tenues à jour en mémoire jusqu'à l'écriture du lot, puis
+    oubliées (la base dit alors la même chose) : la mémoire ne grandit pas avec le fichier. Restent :
+    les clés cherchées sans succès (aucune facture n'arrive pendant un rapprochement) et l'index des
+    factures ouvertes par reste dû (famille du tireur), tenu à l'image de la base à chaque écriture.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -316,24 +328,25 @@ class _Memoire:
         self.factures: dict[int, FactureEtat] = {}
         self.par_numero: dict[str, int] = {}
         self.par_refdet: dict[str, list[int]] = defaultdict(list)
-        # L'état écrit dans la base (statut) : une colonne indexée n'est réécrite que si elle change.
-        self.statut_lu: dict[int, str] = {}
-        # Clés cherchées sans succès : aucune facture n'arrive pendant le rapprochement.
-        self.numeros_vus: set[str] = set()
-        self.ids_vus: set[int] = set()
-        self.refdets_vus: set[str] = set()
+        # Ce que dit la base de chaque facture en mémoire : (reste, statut) au dernier lot écrit.
+        self.ecrit: dict[int, tuple[int, str]] = {}
+        self.ids_absents: set[int] = set()
+        self.numeros_absents: set[str] = set()
+        self.refdets_absents: set[str] = set()
+        # Reste dû → mot du nom → factures ouvertes de ce reste, dans l'ordre (échéance, numéro).
+        self.familles: dict[int, dict[str, list[Candidate]]] = {}
 
     def _charger(self, rangees: Iterable[tuple[Any, ...]]) -> None:
         nouvelles: list[FactureEtat] = []
-        for (fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, refdet, nom,
+        for (fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, refdet, nom, prenom,
              lignes) in rangees:
             if fid in self.factures:
                 continue
             f = FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, _jour(echeance),
                             False, [LigneEtat(lg.rang, lg.montant, eligible_cesu=lg.eligible_cesu)
-                                    for lg in lire_lignes(lignes)], nom)
+                                    for lg in lire_lignes(lignes)], nom, prenom)
             self.factures[fid] = f
-            self.statut_lu[fid] = statut
+            self.ecrit[fid] = (f.reste, statut)
             self.par_numero[numero] = fid
             self.par_refdet[refdet].append(fid)
             nouvelles.append(f)
@@ -341,16 +354,79 @@ class _Memoire:
 
     def charger(self, *, ids: Iterable[int] = (), numeros: Iterable[str] = (), refdets: Iterable[str] = ()) -> None:
         """Les factures désignées qui ne sont pas encore en mémoire (une requête groupée par sorte de clé)."""
-        ids = sorted({i for i in ids if i not in self.ids_vus and i not in self.factures})
-        numeros = sorted({n for n in numeros if n not in self.numeros_vus and n not in self.par_numero})
-        refdets = sorted({r for r in refdets if r not in self.refdets_vus})
-        self.ids_vus.update(ids)
-        self.numeros_vus.update(numeros)
-        self.refdets_vus.update(refdets)
+        ids = sorted({i for i in ids if i not in self.ids_absents and i not in self.factures})
+        numeros = sorted({n for n in numeros if n not in self.numeros_absents and n not in self.par_numero})
+        refdets = sorted({r for r in refdets if r not in self.refdets_absents and r not in self.par_refdet})
         for colonne, cles in (("f.id", ids), ("f.numero", numeros), ("f.refdet", refdets)):
             if cles:
                 self._charger(_lire_par(self.conn, f"SELECT {_COLONNES_FACTURE} {_FROM_FACTURE} "
                                                    f"WHERE {colonne} {{cles}}", cles))
+        self.ids_absents.update(i for i in ids if i not in self.factures)
+        self.numeros_absents.update(n for n in numeros if n not in self.par_numero)
+        self.refdets_absents.update(r for r in refdets if r not in self.par_refdet)
+
+    def oublier(self) -> None:
+        """Après l'écriture d'un lot : la base sait tout, la mémoire se vide."""
+        self.factures.clear()
+        self.par_numero.clear()
+        self.par_refdet.clear()
+        self.ecrit.clear()
+
+    # --- Famille du tireur ----------------------------------------------------------------------
+
+    def charger_familles(self, montants: Iterable[int]) -> None:
+        """Les factures ouvertes de chaque reste pas encore lu ; lues une fois par transaction."""
+        a_lire = sorted({m for m in montants if m not in self.familles})
+        if not a_lire:
+            return
+        for m in a_lire:
+            self.familles[m] = {}
+        # Par l'index du reste ; le statut est filtré ici pour que le plan ne passe pas par lui.
+        for echeance, numero, m, fid, statut, nom, prenom in _lire_par(
+                self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.statut, f.nom, f.prenom "
+                           "FROM etat_facture e JOIN facture f ON f.id = e.facture_id WHERE e.reste_du {cles}", a_lire):
+            if statut in STATUTS_FAMILLE:
+                self._ajouter_candidate(m, ((_jour(echeance), numero), fid, _jetons(nom), _jetons(prenom)))
+        for par_mot in (self.familles[m] for m in a_lire):
+            for liste in par_mot.values():
+                liste.sort()
+
+    def _ajouter_candidate(self, montant: int, c: Candidate, *, en_ordre: bool = False) -> None:
+        par_mot = self.familles[montant]
+        # Sous chaque mot de son nom : un chèque ne regarde que les factures qui portent un de ses
+        # mots (sous "" un nom sans lettre, que tout tireur contient).
+        for mot in c[2] or ("",):
+            liste = par_mot.setdefault(mot, [])
+            if en_ordre:
+                insort(liste, c)
+            else:
+                liste.append(c)
+
+    def candidates(self, montant: int, jetons: frozenset[str]) -> list[int]:
+        """Les factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots du tireur."""
+        par_mot = self.familles.get(montant)
+        if not par_mot:
+            return []
+        retenues = {c[0]: c[1] for mot in (*jetons, "") for c in par_mot.get(mot, ())
+                    if c[2] <= jetons and c[3] <= jetons}
+        return [retenues[k] for k in sorted(retenues)]
+
+    def ecrites(self, factures: Iterable[FactureEtat]) -> None:
+        """Des factures viennent d'être écrites : l'index des familles suit la base."""
+        for f in factures:
+            reste_avant, statut_avant = self.ecrit[f.id]
+            self.ecrit[f.id] = (f.reste, f.statut)
+            if (reste_avant, statut_avant) == (f.reste, f.statut):
+                continue
+            c: Candidate = ((f.echeance, f.numero), f.id, _jetons(f.nom), _jetons(f.prenom))
+            if statut_avant in STATUTS_FAMILLE and reste_avant in self.familles:
+                for liste in self.familles[reste_avant].values():
+                    if c in liste:
+                        liste.remove(c)
+            if f.statut in STATUTS_FAMILLE and f.reste in self.familles:
+                self._ajouter_candidate(f.reste, c, en_ordre=True)
+
+    # --- Suggestions ----------------------------------------------------------------------------
 
     def proches(self, montant: int) -> list[FactureEtat]:
         """Suggestions : factures ouvertes dont le reste égale le montant (les plus anciennes d'abord).
@@ -390,9 +466,6 @@ class _Lot:
         self.remises: list[dict[str, Any]] = []
         self.suggerer = True
         self.reevaluees: list[int] = []
-        # Montant → mot du nom → factures ouvertes de ce reste (rang, id, mots du nom, mots du prénom),
-        # lues au début du lot.
-        self.candidates_famille: dict[int, dict[str, list[tuple[int, int, frozenset[str], frozenset[str]]]]] = {}
 
     # --- Les paiements du lot ---------------------------------------------------------------------
 
@@ -504,45 +577,23 @@ class _Lot:
         return self.factures[ids[0]] if len(ids) == 1 else None
 
     def _precharger_familles(self, vues: list[PaiementVue]) -> None:
-        """Les candidates de `_famille_du_tireur` pour tout le lot, en une lecture par paquet de montants.
+        """Les candidates de `_famille_du_tireur` pour tout le lot.
 
-        La base ne change pas avant `ecrire` : lire au début du lot voit exactement ce que verrait
-        une requête par chèque. Toutes les factures ouvertes du montant, dans l'ordre (échéance, numéro) :
+        L'index des familles suit la base au dernier lot écrit : il dit exactement ce que dirait une
+        requête au début du lot. Toutes les factures ouvertes du montant, dans l'ordre (échéance, numéro) :
         une limite ferait croire « seule facture de la famille » quand l'autre est au-delà.
         """
         par_numero = self.memoire.par_numero
         cheques = [v for v in vues if v.canal == "cheque" and par_numero.get(v.reference_facture or "") is None
                    and _jetons_du_tireur(v)]
-        montants = sorted({v.montant for v in cheques})
-        if not montants:
+        if not cheques:
             return
-        rang = 0
-        # Par l'index du reste ; le statut est filtré ici pour que le plan ne passe pas par lui.
-        lues = sorted(_lire_par(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.statut, f.nom, f.prenom "
-                                           "FROM etat_facture e JOIN facture f ON f.id = e.facture_id "
-                                           "WHERE e.reste_du {cles}", montants),
-                      key=lambda r: (_jour(r[0]), r[1]))
-        for _echeance, _numero, m, fid, statut, nom, prenom in lues:
-            if statut not in ("emise", "partiellement_payee"):
-                continue
-            rang += 1
-            mots_nom = _jetons(nom)
-            par_mot = self.candidates_famille.setdefault(m, {})
-            # Sous chaque mot de son nom : un chèque ne regarde que les factures qui portent un de ses
-            # mots (sous "" un nom sans lettre, que tout tireur contient).
-            for mot in mots_nom or ("",):
-                par_mot.setdefault(mot, []).append((rang, fid, mots_nom, _jetons(prenom)))
+        self.memoire.charger_familles(v.montant for v in cheques)
         # Les factures retenues pour tout le lot, chargées d'un coup plutôt que chèque par chèque.
         self.memoire.charger(ids={fid for v in cheques for fid in self._retenues(v)})
 
     def _retenues(self, p: PaiementVue) -> list[int]:
-        jetons = _jetons_du_tireur(p)
-        par_mot = self.candidates_famille.get(p.montant)
-        if not par_mot:
-            return []
-        retenues = {rang: fid for mot in (*jetons, "") for rang, fid, nom, prenom in par_mot.get(mot, ())
-                    if nom <= jetons and prenom <= jetons}
-        return [retenues[r] for r in sorted(retenues)]
+        return self.memoire.candidates(p.montant, _jetons_du_tireur(p))
 
     def _famille_du_tireur(self, p: PaiementVue) -> list[FactureEtat]:
         """Factures ouvertes d'exactement ce montant dont le payeur porte le nom et le prénom du tireur."""
@@ -668,19 +719,20 @@ class _Lot:
         inserer(c, table_de(Anomalie), self.anomalies)
         # Une colonne indexée n'est écrite que si sa valeur change : sous SQLite, l'écrire coûte la
         # mise à jour de son index même à valeur égale.
-        statut_lu = self.memoire.statut_lu
+        ecrit = self.memoire.ecrit
         changent: list[tuple[Any, ...]] = []
         paye_seul: list[tuple[Any, ...]] = []
         for i in sorted(self.factures_modifiees):
             f = self.factures[i]
-            if f.statut != statut_lu[i]:
+            if f.statut != ecrit[i][1]:
                 changent.append((f.paye, f.statut, i))
-                statut_lu[i] = f.statut
             else:
                 paye_seul.append((f.paye, i))
         mettre_a_jour(c, "etat_facture", ["paye = {}", "statut = {}"], "facture_id", changent,
                       ("bigint", "text", "bigint"))
         mettre_a_jour(c, "etat_facture", ["paye = {}"], "facture_id", paye_seul, ("bigint", "bigint"))
+        self.memoire.ecrites(self.factures[i] for i in self.factures_modifiees)
+        self.memoire.oublier()
         if self.remises:
             t = table_de(Remise)
             c.execute(update(t).where(t.c.id == bindparam("r_id")).values(

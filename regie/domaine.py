@@ -90,6 +90,7 @@ class FactureEtat:
     titree: bool
     lignes: list[LigneEtat] = field(default_factory=list)
     nom: str = ""
+    prenom: str = ""
 
     @property
     def reste(self) -> int:
