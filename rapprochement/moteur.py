@@ -18,7 +18,6 @@ import functools
 import os
 import re
 import unicodedata
-from bisect import insort
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -150,24 +149,37 @@ def _points_de_controle_espaces(app: Application) -> Iterator[None]:
             brute.close()
 
 
-def _derniere_arrivee(conn: Connection) -> Any:
-    """L'instant où est arrivé le dernier élément qui peut résoudre une référence inconnue."""
-    instants = [conn.execute(select(func.max(colonne))).scalar() for colonne in (
-        Facture.cree_le, Remise.cree_le, Titre.cree_le, OperationPayfip.cree_le)]
-    connus = [i for i in instants if i is not None]
-    return max(connus) if connus else None
+# Ce qui peut résoudre la référence inconnue d'un paiement, selon son canal : l'arrivée d'une facture
+# (numéro, numéro de dette, refdet), d'un panier PayFiP, d'une remise (relevé DFT, CRCESU), d'un titre.
+_RESOLUTIONS = {
+    "buraliste": ("facture",), "cheque": ("facture",), "cesu": ("facture",), "virement": ("facture",),
+    "payfip": ("facture", "operation_payfip"), "cfonb": ("remise",), "crcesu": ("remise",),
+    "pes_retour": ("titre",),
+}
+_ARRIVEES = {"facture": Facture.cree_le, "remise": Remise.cree_le, "titre": Titre.cree_le,
+             "operation_payfip": OperationPayfip.cree_le}
+
+
+def _dernieres_arrivees(conn: Connection) -> dict[str, Any]:
+    """Pour chaque sorte d'élément qui peut résoudre une référence inconnue, l'instant du dernier arrivé."""
+    return {nom: conn.execute(select(func.max(colonne))).scalar() for nom, colonne in _ARRIVEES.items()}
 
 
 def _ouverts(conn: Connection) -> list[tuple[datetime, str, str, int]]:
     """Les paiements à (re)prendre, avec leur clé d'ordre : (reçu le, canal, référence, id), triés."""
-    condition = Paiement.statut == "a_traiter"
-    derniere = _derniere_arrivee(conn)
-    if derniere is not None:
-        # Une référence inconnue n'est reprise que si une facture, une remise, un titre ou un panier
-        # est arrivé depuis qu'elle a été constatée : relancer sans nouveauté ne changerait rien.
-        a_reprendre = select(Anomalie.paiement_id).where(
-            Anomalie.statut == "ouverte", Anomalie.code.in_(CODES_REESSAYES),
-            func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le) < derniere)
+    condition: Any = Paiement.statut == "a_traiter"
+    arrivees = _dernieres_arrivees(conn)
+    constatee = func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le)
+    reprises = []
+    for canal, sources in _RESOLUTIONS.items():
+        instants = [arrivees[s] for s in sources if arrivees[s] is not None]
+        if instants:
+            # Une référence inconnue n'est reprise que si ce qui peut la résoudre est arrivé depuis qu'elle
+            # a été constatée : relancer sans nouveauté ne changerait rien.
+            reprises.append(and_(Paiement.canal == canal, constatee < max(instants)))
+    if reprises:
+        a_reprendre = (select(Anomalie.paiement_id).join(Paiement, Paiement.id == Anomalie.paiement_id)
+                       .where(Anomalie.statut == "ouverte", Anomalie.code.in_(CODES_REESSAYES), or_(*reprises)))
         condition = or_(condition, and_(Paiement.statut == "en_anomalie", Paiement.anomalie.in_(CODES_REESSAYES),
                                         Paiement.decision_manuelle.is_(False), Paiement.id.in_(a_reprendre)))
     req = (select(Paiement.recu_le, Paiement.canal, Paiement.reference, Paiement.id).where(condition)
@@ -294,18 +306,27 @@ _PROCHES = (
 )
 
 
-def _lire_par(conn: Connection, sql: str, cles: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
-    """`sql` contient `{cles}` : la condition « colonne dans cles », écrite pour la base, par paquets."""
+def _lire_par(conn: Connection, sql: str, cles: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """`sql` contient `{cles}` : la condition « colonne dans cles », écrite pour la base, par paquets.
+
+    Par le curseur du pilote, dans la transaction de `conn` : des tuples, sans objet par rangée.
+    """
     postgresql = conn.dialect.name == "postgresql"
-    for debut in range(0, len(cles), _PAR_REQUETE):
-        morceau = list(cles[debut:debut + _PAR_REQUETE])
-        if postgresql:
-            requete = sql.format(cles="= ANY(%s)")
-            parametres: Any = (morceau,)
-        else:
-            requete = sql.format(cles="IN (" + ", ".join("?" * len(morceau)) + ")")
-            parametres = tuple(morceau)
-        yield from (tuple(r) for r in conn.exec_driver_sql(requete, parametres))
+    brute = conn.connection.dbapi_connection
+    assert brute is not None
+    resultat: list[tuple[Any, ...]] = []
+    curseur = brute.cursor()
+    try:
+        for debut in range(0, len(cles), _PAR_REQUETE):
+            morceau = list(cles[debut:debut + _PAR_REQUETE])
+            if postgresql:
+                curseur.execute(sql.format(cles="= ANY(%s)"), (morceau,))
+            else:
+                curseur.execute(sql.format(cles="IN (" + ", ".join("?" * len(morceau)) + ")"), morceau)
+            resultat.extend(curseur.fetchall())
+    finally:
+        curseur.close()
+    return resultat
 
 
 # Une facture candidate à la famille d'un tireur : (échéance, numéro), id, mots du nom, mots du prénom.
@@ -333,8 +354,8 @@ class _Memoire:
         self.ids_absents: set[int] = set()
         self.numeros_absents: set[str] = set()
         self.refdets_absents: set[str] = set()
-        # Reste dû → mot du nom → factures ouvertes de ce reste, dans l'ordre (échéance, numéro).
-        self.familles: dict[int, dict[str, list[Candidate]]] = {}
+        # Reste dû → mot du nom → id → facture ouverte de ce reste.
+        self.familles: dict[int, dict[str, dict[int, Candidate]]] = {}
 
     def _charger(self, rangees: Iterable[tuple[Any, ...]]) -> None:
         nouvelles: list[FactureEtat] = []
@@ -387,29 +408,27 @@ class _Memoire:
                            "FROM etat_facture e JOIN facture f ON f.id = e.facture_id WHERE e.reste_du {cles}", a_lire):
             if statut in STATUTS_FAMILLE:
                 self._ajouter_candidate(m, ((_jour(echeance), numero), fid, _jetons(nom), _jetons(prenom)))
-        for par_mot in (self.familles[m] for m in a_lire):
-            for liste in par_mot.values():
-                liste.sort()
 
-    def _ajouter_candidate(self, montant: int, c: Candidate, *, en_ordre: bool = False) -> None:
+    def _ajouter_candidate(self, montant: int, c: Candidate) -> None:
         par_mot = self.familles[montant]
         # Sous chaque mot de son nom : un chèque ne regarde que les factures qui portent un de ses
         # mots (sous "" un nom sans lettre, que tout tireur contient).
         for mot in c[2] or ("",):
-            liste = par_mot.setdefault(mot, [])
-            if en_ordre:
-                insort(liste, c)
-            else:
-                liste.append(c)
+            par_mot.setdefault(mot, {})[c[1]] = c
+
+    def _retirer_candidate(self, montant: int, c: Candidate) -> None:
+        par_mot = self.familles[montant]
+        for mot in c[2] or ("",):
+            par_mot.get(mot, {}).pop(c[1], None)
 
     def candidates(self, montant: int, jetons: frozenset[str]) -> list[int]:
         """Les factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots du tireur."""
         par_mot = self.familles.get(montant)
         if not par_mot:
             return []
-        retenues = {c[0]: c[1] for mot in (*jetons, "") for c in par_mot.get(mot, ())
+        retenues = {c[1]: c for mot in (*jetons, "") for c in par_mot.get(mot, {}).values()
                     if c[2] <= jetons and c[3] <= jetons}
-        return [retenues[k] for k in sorted(retenues)]
+        return [c[1] for c in sorted(retenues.values())]  # dans l'ordre (échéance, numéro)
 
     def ecrites(self, factures: Iterable[FactureEtat]) -> None:
         """Des factures viennent d'être écrites : l'index des familles suit la base."""
@@ -420,11 +439,9 @@ class _Memoire:
                 continue
             c: Candidate = ((f.echeance, f.numero), f.id, _jetons(f.nom), _jetons(f.prenom))
             if statut_avant in STATUTS_FAMILLE and reste_avant in self.familles:
-                for liste in self.familles[reste_avant].values():
-                    if c in liste:
-                        liste.remove(c)
+                self._retirer_candidate(reste_avant, c)
             if f.statut in STATUTS_FAMILLE and f.reste in self.familles:
-                self._ajouter_candidate(f.reste, c, en_ordre=True)
+                self._ajouter_candidate(f.reste, c)
 
     # --- Suggestions ----------------------------------------------------------------------------
 

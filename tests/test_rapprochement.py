@@ -219,6 +219,20 @@ def test_un_paiement_sans_facture_connue_est_repris_quand_la_facture_arrive(sc: 
         assert s.scalars(select(Anomalie.statut)).all() == ["resolue"]
 
 
+def test_une_reference_inconnue_n_est_reprise_que_quand_arrive_ce_qui_peut_la_resoudre(sc: Scenario) -> None:
+    """Une remise peut résoudre un relevé DFT, pas un chèque ; une facture, le chèque."""
+    sc.cheques(("RC-5", "79", "DUPONT JEAN", "12.00", "F01-26-06-0000001"))
+    sc.cfonb(("12.00", "REMISE RC-9", ""))
+    assert rapprocher(sc.app).examines == 0  # rien de nouveau : personne n'est repris
+    sc.cheques(("RC-9", "1", "MARTIN CLAIRE", "12.00", F))  # une remise arrive : seul le relevé DFT est repris
+    assert sc.paiement("cfonb", "00012345678/2026-05-15/0000001/1")["statut"] == "confirme"
+    assert sc.paiement("cheque", "RC-5/79")["anomalie"] == "REFERENCE_INCONNUE"
+    assert anomalie(sc, "cheque", "RC-5/79").reevaluee_le is None
+    sc.factures(autre("F01-26-06-0000001", "12.00"))  # une facture arrive : le chèque est repris, et affecté
+    assert rapprocher(sc.app).affectes == 1
+    assert sc.paiement("cheque", "RC-5/79")["statut"] == "affecte"
+
+
 # --- Virements et relevé DFT ---------------------------------------------------------------------------
 
 def test_un_virement_est_affecte_a_la_facture_citee_par_son_numero_ou_sa_refdet(sc: Scenario) -> None:
