@@ -421,14 +421,15 @@ class _Memoire:
         for mot in c[2] or ("",):
             par_mot.get(mot, {}).pop(c[1], None)
 
-    def candidates(self, montant: int, jetons: frozenset[str]) -> list[int]:
-        """Les factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots du tireur."""
+    def candidates(self, montant: int, jetons: frozenset[str]) -> list[Candidate]:
+        """Les factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots du tireur,
+        dans l'ordre (échéance, numéro)."""
         par_mot = self.familles.get(montant)
         if not par_mot:
             return []
         retenues = {c[1]: c for mot in (*jetons, "") for c in par_mot.get(mot, {}).values()
                     if c[2] <= jetons and c[3] <= jetons}
-        return [c[1] for c in sorted(retenues.values())]  # dans l'ordre (échéance, numéro)
+        return sorted(retenues.values())
 
     def ecrites(self, factures: Iterable[FactureEtat]) -> None:
         """Des factures viennent d'être écrites : l'index des familles suit la base."""
@@ -610,7 +611,16 @@ class _Lot:
         self.memoire.charger(ids={fid for v in cheques for fid in self._retenues(v)})
 
     def _retenues(self, p: PaiementVue) -> list[int]:
-        return self.memoire.candidates(p.montant, _jetons_du_tireur(p))
+        """Les factures de la famille du tireur qui comptent pour la décision, au plus cinq.
+
+        La règle n'en regarde pas plus : une seule, elle est payée ; plusieurs, les cinq premières sont
+        suggérées, dans l'ordre (échéance, numéro) ; à côté d'une référence inconnue, les cinq premières
+        par numéro (l'ordre des suggestions de même score). Les autres ne sont pas lues.
+        """
+        candidates = self.memoire.candidates(p.montant, _jetons_du_tireur(p))
+        if p.reference_facture:
+            candidates = sorted(candidates, key=lambda c: c[0][1])
+        return [c[1] for c in candidates[:5]]
 
     def _famille_du_tireur(self, p: PaiementVue) -> list[FactureEtat]:
         """Factures ouvertes d'exactement ce montant dont le payeur porte le nom et le prénom du tireur."""
