@@ -110,7 +110,7 @@ class NouveauPaiement:
     reference_facture: str | None
     remise: str | None
     remise_id: int | None
-    details: dict[str, Any]
+    details: str  # le JSON tel qu'écrit dans le registre : décodé seulement quand son lot est décidé
     brut: str | None
     ligne: int | None
     empreinte: str
@@ -511,7 +511,7 @@ class _Lot:
     def nouveau(self, p: NouveauPaiement) -> PaiementVue:
         self.nouveaux[p.id] = p
         return PaiementVue(p.id, p.canal, p.reference, p.montant, p.recu_le, p.reference_facture, p.remise,
-                           p.details)
+                           _decoder_details(p.details))
 
     def traiter(self, elements: Sequence[tuple[PaiementVue, str, str | None]]) -> None:
         vues = [v for v, _, _ in elements]

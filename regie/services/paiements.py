@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import structlog
@@ -23,8 +25,10 @@ from rapprochement.moteur import NouveauPaiement, rapprocher, rapprocher_a_l_imp
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture
+from regie.lecture_parallele import en_parallele
 from regie.progression import Progression
-from regie.registre.masse import inserer_tuples, reserver_ids, table_de
+from regie.registre.lignes import encoder_json
+from regie.registre.masse import inserer_tuples, reserver_ids, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Anomalie,
     Bordereau,
@@ -82,7 +86,35 @@ def empreinte_paiement(recu: PaiementRecu) -> str:
         details))).hexdigest()
 
 
-def _remises(conn: Connection, lot: list[PaiementRecu]) -> dict[str, int]:
+class RecuCompact(NamedTuple):
+    """Un paiement reçu, prêt à enregistrer : ce que la lecture (au besoin dans un autre processus) en garde.
+
+    `details` : le JSON des détails tels qu'écrits dans le registre (la remise comprise).
+    """
+
+    canal: str
+    reference: str
+    montant: int
+    recu_le: datetime
+    reference_facture: str | None
+    remise: str | None
+    details: str
+    brut: str | None
+    ligne: int | None
+    empreinte: str
+
+
+def compacter(r: PaiementRecu) -> RecuCompact:
+    details = {**r.details, "remise": r.remise} if r.remise else r.details
+    return RecuCompact(r.canal, r.reference, r.montant, r.recu_le, r.reference_facture, r.remise,
+                       encoder_json(details), r.brut, r.ligne, empreinte_paiement(r))
+
+
+_ENCODEUR_RECUS = msgspec.msgpack.Encoder()
+_DECODEUR_RECUS = msgspec.msgpack.Decoder(list[RecuCompact])
+
+
+def _remises(conn: Connection, lot: Sequence[RecuCompact]) -> dict[str, int]:
     """Les remises (chèques, CESU) des paiements du lot, créées au besoin."""
     voulues = {(r.remise, r.canal) for r in lot if r.remise and r.canal in ("cheque", "cesu")}
     if not voulues:
@@ -105,16 +137,25 @@ def enregistrer_paiements(conn: Connection, recus: Iterable[PaiementRecu], *, fi
     le moteur les décide puis les écrit une fois (`rapprocher_a_l_import`). Une même référence lue
     deux fois avec deux contenus dans le fichier arrête cela : tout est alors écrit « à traiter ».
     """
-    enregistrement = _Enregistrement(conn, fichier_id, differer)
-    lot: list[PaiementRecu] = []
-    progression = Progression("import des paiements", "paiements")
+    return enregistrer_compacts(conn, _par_lots(recus), fichier_id=fichier_id, differer=differer)
+
+
+def _par_lots(recus: Iterable[PaiementRecu]) -> Iterator[list[RecuCompact]]:
+    lot: list[RecuCompact] = []
     for recu in recus:
-        lot.append(recu)
+        lot.append(compacter(recu))
         if len(lot) >= TAILLE_LOT:
-            enregistrement.lot(lot)
-            progression.avancer(len(lot))
+            yield lot
             lot = []
     if lot:
+        yield lot
+
+
+def enregistrer_compacts(conn: Connection, lots: Iterable[list[RecuCompact]], *, fichier_id: int | None = None,
+                         differer: list[NouveauPaiement] | None = None) -> ComptesPaiements:
+    enregistrement = _Enregistrement(conn, fichier_id, differer)
+    progression = Progression("import des paiements", "paiements")
+    for lot in lots:
         enregistrement.lot(lot)
         progression.avancer(len(lot))
     progression.terminer()
@@ -138,23 +179,24 @@ class _Enregistrement:
         debut, self.prochain_id = self.prochain_id, self.prochain_id + n
         return list(range(debut, debut + n))
 
-    def lot(self, lot: list[PaiementRecu]) -> None:
+    def lot(self, lot: Sequence[RecuCompact]) -> None:
         conn = self.conn
-        cles = {(r.canal, r.reference) for r in lot}
         existants: dict[tuple[str, str], tuple[int, str]] = {}
-        for canal in {c for c, _ in cles}:
-            refs = [ref for c, ref in cles if c == canal]
+        par_canal: dict[str, list[str]] = defaultdict(list)
+        for r in lot:
+            par_canal[r.canal].append(r.reference)
+        for canal, refs in par_canal.items():
             for id_, ref, empreinte in conn.execute(select(Paiement.id, Paiement.reference, Paiement.empreinte)
                                                     .where(Paiement.canal == canal, Paiement.reference.in_(refs))):
                 existants[(canal, ref)] = (id_, empreinte)
         remises = _remises(conn, lot)
         now = maintenant()
-        nouveaux: list[tuple[PaiementRecu, str, int | None]] = []
+        nouveaux: list[tuple[RecuCompact, int | None]] = []
         par_remise: dict[int, tuple[int, int]] = {}
         vus = self.vus
         for r in lot:
             cle = (r.canal, r.reference)
-            empreinte = empreinte_paiement(r)
+            empreinte = r.empreinte
             avant = existants.get(cle)
             deja = vus.get(cle)
             if avant is not None or deja is not None:
@@ -165,11 +207,11 @@ class _Enregistrement:
                     # Deux contenus pour une clé dans le même fichier : le premier est enregistré, le second
                     # signalé ; il faut pour cela que le premier soit écrit.
                     self._ecrire(nouveaux, par_remise, now)
-                    self._renoncer_au_differe(now)
+                    self._renoncer_au_differe()
                     nouveaux, par_remise = [], {}
                     avant = (conn.execute(select(Paiement.id).where(
                         Paiement.canal == r.canal, Paiement.reference == r.reference)).scalar_one(), "")
-                _signaler_doublon(conn, avant[0], r, empreinte)
+                _signaler_doublon(conn, avant[0], r)
                 self.comptes.doublons += 1
                 continue
             vus[cle] = empreinte
@@ -177,18 +219,17 @@ class _Enregistrement:
             if remise_id is not None:
                 m, n = par_remise.get(remise_id, (0, 0))
                 par_remise[remise_id] = (m + r.montant, n + 1)
-            nouveaux.append((r, empreinte, remise_id))
+            nouveaux.append((r, remise_id))
         self._ecrire(nouveaux, par_remise, now)
 
-    def _ecrire(self, nouveaux: list[tuple[PaiementRecu, str, int | None]], par_remise: dict[int, tuple[int, int]],
+    def _ecrire(self, nouveaux: list[tuple[RecuCompact, int | None]], par_remise: dict[int, tuple[int, int]],
                 now: datetime) -> None:
         conn = self.conn
         if nouveaux:
             fichier_id = self.fichier_id
             lus = [NouveauPaiement(pid, r.canal, r.reference, r.montant, r.recu_le, r.reference_facture, r.remise,
-                                   remise_id, {**r.details, **({"remise": r.remise} if r.remise else {})}, r.brut,
-                                   r.ligne, empreinte, fichier_id, now)
-                   for pid, (r, empreinte, remise_id) in zip(self._ids(len(nouveaux)), nouveaux, strict=True)]
+                                   remise_id, r.details, r.brut, r.ligne, r.empreinte, fichier_id, now)
+                   for pid, (r, remise_id) in zip(self._ids(len(nouveaux)), nouveaux, strict=True)]
             if self.differes is not None:
                 self.differes.extend(lus)
             else:
@@ -198,7 +239,7 @@ class _Enregistrement:
             conn.execute(update(Remise).where(Remise.id == remise_id).values(
                 montant=Remise.montant + montant, nombre=Remise.nombre + nombre))
 
-    def _renoncer_au_differe(self, now: datetime) -> None:
+    def _renoncer_au_differe(self) -> None:
         if self.differes is not None:
             _inserer_a_traiter(self.conn, self.differes)
             self.differes.clear()
@@ -212,11 +253,11 @@ def _inserer_a_traiter(conn: Connection, paiements: Sequence[NouveauPaiement]) -
         p.ligne, p.empreinte, p.fichier_id, 0, 0, 0, "a_traiter", False, 1, p.cree_le) for p in paiements])
 
 
-def _signaler_doublon(conn: Connection, paiement_id: int, recu: PaiementRecu, empreinte: str) -> None:
+def _signaler_doublon(conn: Connection, paiement_id: int, recu: RecuCompact) -> None:
     """La même clé naturelle avec un autre contenu : le paiement connu part en revue, rien n'est compté deux fois."""
     deja = conn.execute(select(Anomalie.id).where(
         Anomalie.paiement_id == paiement_id, Anomalie.code == "DOUBLON",
-        Anomalie.preuve["empreinte"].as_string() == empreinte)).first()
+        Anomalie.preuve["empreinte"].as_string() == recu.empreinte)).first()
     if deja is not None:
         return
     ancien = conn.execute(select(Paiement.montant, Paiement.recu_le, Paiement.reference_facture, Paiement.details,
@@ -225,7 +266,7 @@ def _signaler_doublon(conn: Connection, paiement_id: int, recu: PaiementRecu, em
         "paiement_id": paiement_id, "code": "DOUBLON", "statut": "ouverte",
         "raison": f"La référence {recu.reference} ({recu.canal}) a déjà été reçue avec un autre contenu : "
                   "le second enregistrement n'est pas compté ; vérifier auprès de l'émetteur.",
-        "preuve": {"empreinte": empreinte,
+        "preuve": {"empreinte": recu.empreinte,
                    "connu": {"montant": ancien.montant, "recu_le": ancien.recu_le.isoformat(),
                              "reference_facture": ancien.reference_facture, "brut": ancien.brut},
                    "recu": {"montant": recu.montant, "recu_le": recu.recu_le.isoformat(),
@@ -339,8 +380,13 @@ def _releve_buralistes(chemin: Path, nom: str) -> Iterator[PaiementRecu]:
         yield from lire_releve_flux(flux, nom)
 
 
-def _lire_canal(app: Application, conn: Connection, canal: str, chemin: Path, nom: str,
-                comptes: dict[str, int], fichier_id: int) -> Iterable[PaiementRecu]:
+# Les formats qui se lisent sans la base : lus (et leurs empreintes calculées) dans un second processus
+# pendant que celui-ci enregistre, quand le fichier est gros.
+CANAUX_SANS_BASE = ("buraliste", "cesu", "crcesu", "cheque")
+SEUIL_PARALLELE = 2 << 20  # octets
+
+
+def _lire_sans_base(canal: str, chemin: Path, nom: str) -> Iterable[PaiementRecu]:
     if canal == "buraliste":
         return _releve_buralistes(chemin, nom)
     contenu = chemin.read_bytes()
@@ -353,24 +399,47 @@ def _lire_canal(app: Application, conn: Connection, canal: str, chemin: Path, no
     if canal == "cheque":
         from connecteurs.cheques.remises import lire_remise_cheques
         return lire_remise_cheques(contenu, nom)
-    if canal == "cfonb":
-        return _recus_cfonb(app, conn, contenu, nom, comptes, fichier_id)
-    if canal == "pes_retour":
-        return _recus_pes_retour(conn, contenu, nom, comptes)
     raise ValueError(f"canal inconnu : {canal}")
 
 
+def _lots_compacts(app: Application, conn: Connection, canal: str, chemin: Path, nom: str,
+                   comptes: dict[str, int], fichier_id: int, parallele: bool | None) -> Iterator[list[RecuCompact]]:
+    """Les paiements du fichier, par lots, prêts à enregistrer ; lus ailleurs si le fichier est gros."""
+    if canal == "cfonb":
+        yield from _par_lots(_recus_cfonb(app, conn, chemin.read_bytes(), nom, comptes, fichier_id))
+        return
+    if canal == "pes_retour":
+        yield from _par_lots(_recus_pes_retour(conn, chemin.read_bytes(), nom, comptes))
+        return
+    if parallele is None:
+        parallele = chemin.stat().st_size >= SEUIL_PARALLELE
+
+    def lire() -> Iterator[bytes]:
+        with sans_ramasse_miettes():
+            for lot in _par_lots(_lire_sans_base(canal, chemin, nom)):
+                yield _ENCODEUR_RECUS.encode(lot)
+
+    for lot in en_parallele(lire, parallele=parallele):
+        yield _DECODEUR_RECUS.decode(lot)
+
+
 def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, origine: str | None = None,
-                               rapprocher_ensuite: bool = True, aujourd_hui: date | None = None) -> RapportImport:
-    """`regie paiements importer --canal CANAL FICHIER` : le fichier entier ou rien, puis le rapprochement."""
+                               rapprocher_ensuite: bool = True, aujourd_hui: date | None = None,
+                               parallele: bool | None = None) -> RapportImport:
+    """`regie paiements importer --canal CANAL FICHIER` : le fichier entier ou rien, puis le rapprochement.
+
+    Un gros fichier est lu dans un second processus (`parallele`, par défaut au-delà de `SEUIL_PARALLELE`
+    octets) pendant que celui-ci enregistre.
+    """
     canal = CANAUX_FICHIER.get(canal, canal)
     comptes_canal: dict[str, int] = {}
 
     def faire(conn: Connection, fichier_id: int, nom: str) -> ComptesPaiements:
-        recus = _lire_canal(app, conn, canal, chemin, nom, comptes_canal, fichier_id)
+        lots = _lots_compacts(app, conn, canal, chemin, nom, comptes_canal, fichier_id, parallele)
         # Rapprochés dans la même transaction, avant d'être écrits : une écriture par paiement au lieu de deux.
         differes: list[NouveauPaiement] | None = [] if rapprocher_ensuite else None
-        comptes = enregistrer_paiements(conn, recus, fichier_id=fichier_id, differer=differes)
+        with sans_ramasse_miettes():
+            comptes = enregistrer_compacts(conn, lots, fichier_id=fichier_id, differer=differes)
         conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
             nb_enregistrements=comptes.nouveaux, nb_ignores=comptes.ignores))
         if differes:
