@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import msgspec
 import structlog
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 
@@ -41,7 +42,7 @@ from regie.application import Application
 from regie.domaine import FactureEtat, LigneEtat, statut_facture, statut_paiement
 from regie.progression import Progression
 from regie.registre.etats import TITRES_ACTIFS, completer
-from regie.registre.lignes import encoder_json, lire_lignes
+from regie.registre.lignes import LigneFacture, encoder_json
 from regie.registre.masse import inserer, inserer_tuples, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Affectation,
@@ -306,6 +307,18 @@ _PROCHES = (
 )
 
 
+def _executer(conn: Connection, sql: str, parametres: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Une requête par le curseur du pilote, dans la transaction de `conn` (sans objet par rangée)."""
+    brute = conn.connection.dbapi_connection
+    assert brute is not None
+    curseur = brute.cursor()
+    try:
+        curseur.execute(sql, parametres)
+        return curseur.fetchall()  # type: ignore[return-value]
+    finally:
+        curseur.close()
+
+
 def _lire_par(conn: Connection, sql: str, cles: Sequence[Any]) -> list[tuple[Any, ...]]:
     """`sql` contient `{cles}` : la condition « colonne dans cles », écrite pour la base, par paquets.
 
@@ -345,7 +358,8 @@ class _Memoire:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.marque = "%s" if conn.dialect.name == "postgresql" else "?"
+        marque = "%s" if conn.dialect.name == "postgresql" else "?"
+        self.sql_proches = [sql.format(p=marque) for sql in _PROCHES]
         self.factures: dict[int, FactureEtat] = {}
         self.par_numero: dict[str, int] = {}
         self.par_refdet: dict[str, list[int]] = defaultdict(list)
@@ -363,9 +377,11 @@ class _Memoire:
              lignes) in rangees:
             if fid in self.factures:
                 continue
+            # Le moteur ne lit d'une ligne que son rang, son montant et son éligibilité au CESU : décodée
+            # sans type (tableaux), la date de naissance n'est pas convertie pour rien.
             f = FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, _jour(echeance),
-                            False, [LigneEtat(lg.rang, lg.montant, eligible_cesu=lg.eligible_cesu)
-                                    for lg in lire_lignes(lignes)], nom, prenom)
+                            False, [LigneEtat(lg[_RANG], lg[_MONTANT], 0, 0, lg[_ELIGIBLE])
+                                    for lg in _decoder_json(lignes)], nom, prenom)
             self.factures[fid] = f
             self.ecrit[fid] = (f.reste, statut)
             self.par_numero[numero] = fid
@@ -452,8 +468,7 @@ class _Memoire:
         Lues dans la base (l'état au début du lot) ; elles ne servent qu'à l'affichage et n'entrent pas
         dans la mémoire.
         """
-        lignes = {tuple(r) for sql in _PROCHES
-                  for r in self.conn.exec_driver_sql(sql.format(p=self.marque), (montant, montant))}
+        lignes = {r for sql in self.sql_proches for r in _executer(self.conn, sql, (montant, montant))}
         return [FactureEtat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _jour(r[9]), r[5] == "titree",
                             [], r[10])
                 for r in sorted(lignes, key=lambda r: (_jour(r[9]), r[1]))[:5]]
@@ -792,12 +807,15 @@ class _Lot:
                           "id", lignes, ("bigint", "text", *(t for _, t in colonnes), "bigint"))
 
 
+_decoder_json = msgspec.json.Decoder().decode
+# Les positions, dans le tableau JSON d'une ligne de facture, des seuls champs que le moteur lit.
+_RANG, _MONTANT, _ELIGIBLE = (LigneFacture.__struct_fields__.index(n) for n in ("rang", "montant", "eligible_cesu"))
+
+
 def _decoder_details(valeur: Any) -> dict[str, Any]:
     if isinstance(valeur, dict):
         return valeur
     if valeur is None:
         return {}
-    import msgspec
-
-    resultat: dict[str, Any] = msgspec.json.decode(valeur)
+    resultat: dict[str, Any] = _decoder_json(valeur)
     return resultat
