@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,11 +38,11 @@ from rapprochement.regles import (
 )
 from regie import points_de_crash
 from regie.application import Application
-from regie.domaine import FactureEtat, LigneEtat, statut_facture, statut_paiement
+from regie.domaine import FactureEtat, LigneEtat, cles_possibles, mots_du_nom, statut_facture, statut_paiement
 from regie.progression import Progression
 from regie.registre.etats import TITRES_ACTIFS, completer
 from regie.registre.lignes import LigneFacture, encoder_json
-from regie.registre.masse import inserer, inserer_tuples, sans_ramasse_miettes, table_de
+from regie.registre.masse import inserer_tuples, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Affectation,
     Anomalie,
@@ -73,6 +72,7 @@ PAGES_AVANT_POINT_DE_CONTROLE = 20_000
 COLONNES_AFFECTATION = ("paiement_id", "facture_id", "montant", "parts", "regle", "preuve", "auteur", "cree_le")
 COLONNES_MOUVEMENT = ("dossier_id", "quand", "nature", "libelle", "montant", "delta_du", "delta_credit", "delta_tresor",
                       "facture_id", "paiement_id", "cree_le")
+COLONNES_ANOMALIE = ("paiement_id", "code", "statut", "raison", "preuve", "suggestions", "cree_le")
 COLONNES_PAIEMENT = ("id", "canal", "reference", "montant", "recu_le", "reference_facture", "remise_id", "details",
                      "brut", "ligne", "empreinte", "fichier_id", "affecte", "en_credit", "rembourse", "statut",
                      "anomalie", "dossier_id", "confirme_paiement_id", "decision_manuelle", "version", "cree_le")
@@ -277,24 +277,14 @@ def _instant(v: Any) -> datetime:
     return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
 
-def _sans_accents(texte: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", texte) if not unicodedata.combining(c)).upper()
-
-
-@functools.lru_cache(maxsize=65536)
-def _jetons(texte: str) -> frozenset[str]:
-    """Les mots d'un nom, sans accents, en capitales (les noms se répètent d'un chèque à l'autre)."""
-    return frozenset(re.findall(r"[A-Z]+", _sans_accents(texte)))
-
-
 def _jetons_du_tireur(p: PaiementVue) -> frozenset[str]:
-    return _jetons(str(p.details.get("tireur") or ""))
+    return mots_du_nom(str(p.details.get("tireur") or ""))
 
 
 # --- Lectures groupées, en SQL du pilote (sans compilation ni conversion par rangée) --------------------
 
 _COLONNES_FACTURE = ("f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
-                     "f.echeance, f.refdet, f.nom, f.prenom, f.lignes")
+                     "f.echeance, f.refdet, f.nom, f.prenom, f.payeur_cle, f.lignes")
 _FROM_FACTURE = ("FROM facture f JOIN etat_facture e ON e.facture_id = f.id JOIN dossier d ON d.id = f.dossier_id")
 # Suggestions : les factures encore entières (les plus anciennes d'abord), puis les entamées (montant, id).
 _PROCHES = (
@@ -319,10 +309,11 @@ def _executer(conn: Connection, sql: str, parametres: Sequence[Any]) -> list[tup
         curseur.close()
 
 
-def _lire_par(conn: Connection, sql: str, cles: Sequence[Any]) -> list[tuple[Any, ...]]:
+def _lire_par(conn: Connection, sql: str, cles: Sequence[Any], *, avant: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """`sql` contient `{cles}` : la condition « colonne dans cles », écrite pour la base, par paquets.
 
-    Par le curseur du pilote, dans la transaction de `conn` : des tuples, sans objet par rangée.
+    `avant` : les paramètres qui précèdent la condition dans `sql`. Par le curseur du pilote, dans la
+    transaction de `conn` : des tuples, sans objet par rangée.
     """
     postgresql = conn.dialect.name == "postgresql"
     brute = conn.connection.dbapi_connection
@@ -333,17 +324,17 @@ def _lire_par(conn: Connection, sql: str, cles: Sequence[Any]) -> list[tuple[Any
         for debut in range(0, len(cles), _PAR_REQUETE):
             morceau = list(cles[debut:debut + _PAR_REQUETE])
             if postgresql:
-                curseur.execute(sql.format(cles="= ANY(%s)"), (morceau,))
+                curseur.execute(sql.format(cles="= ANY(%s)"), (*avant, morceau))
             else:
-                curseur.execute(sql.format(cles="IN (" + ", ".join("?" * len(morceau)) + ")"), morceau)
+                curseur.execute(sql.format(cles="IN (" + ", ".join("?" * len(morceau)) + ")"), (*avant, *morceau))
             resultat.extend(curseur.fetchall())
     finally:
         curseur.close()
     return resultat
 
 
-# Une facture candidate à la famille d'un tireur : (échéance, numéro), id, mots du nom, mots du prénom.
-Candidate = tuple[tuple[date, str], int, frozenset[str], frozenset[str]]
+# Une facture candidate à la famille d'un tireur : sa place (échéance, numéro) et son id.
+Candidate = tuple[tuple[date, str], int]
 STATUTS_FAMILLE = ("emise", "partiellement_payee")
 
 
@@ -358,8 +349,8 @@ class _Memoire:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        marque = "%s" if conn.dialect.name == "postgresql" else "?"
-        self.sql_proches = [sql.format(p=marque) for sql in _PROCHES]
+        self.marque = "%s" if conn.dialect.name == "postgresql" else "?"
+        self.sql_proches = [sql.format(p=self.marque) for sql in _PROCHES]
         self.factures: dict[int, FactureEtat] = {}
         self.par_numero: dict[str, int] = {}
         self.par_refdet: dict[str, list[int]] = defaultdict(list)
@@ -368,13 +359,15 @@ class _Memoire:
         self.ids_absents: set[int] = set()
         self.numeros_absents: set[str] = set()
         self.refdets_absents: set[str] = set()
-        # Reste dû → mot du nom → id → facture ouverte de ce reste.
+        # Reste dû → clé du payeur → id → facture ouverte de ce reste (les couples lus, tenus à jour).
         self.familles: dict[int, dict[str, dict[int, Candidate]]] = {}
+        self.familles_lues: set[tuple[int, str]] = set()
+        self.cle_de: dict[int, str] = {}  # la clé du payeur de chaque facture en mémoire
 
     def _charger(self, rangees: Iterable[tuple[Any, ...]]) -> None:
         nouvelles: list[FactureEtat] = []
         for (fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, refdet, nom, prenom,
-             lignes) in rangees:
+             cle, lignes) in rangees:
             if fid in self.factures:
                 continue
             # Le moteur ne lit d'une ligne que son rang, son montant et son éligibilité au CESU : décodée
@@ -383,6 +376,7 @@ class _Memoire:
                             False, [LigneEtat(lg[_RANG], lg[_MONTANT], 0, 0, lg[_ELIGIBLE])
                                     for lg in _decoder_json(lignes)], nom, prenom)
             self.factures[fid] = f
+            self.cle_de[fid] = cle
             self.ecrit[fid] = (f.reste, statut)
             self.par_numero[numero] = fid
             self.par_refdet[refdet].append(fid)
@@ -408,44 +402,35 @@ class _Memoire:
         self.par_numero.clear()
         self.par_refdet.clear()
         self.ecrit.clear()
+        self.cle_de.clear()
 
     # --- Famille du tireur ----------------------------------------------------------------------
 
-    def charger_familles(self, montants: Iterable[int]) -> None:
-        """Les factures ouvertes de chaque reste pas encore lu ; lues une fois par transaction."""
-        a_lire = sorted({m for m in montants if m not in self.familles})
-        if not a_lire:
+    def charger_familles(self, demandes: Iterable[tuple[int, frozenset[str]]]) -> None:
+        """Pour des (reste, mots du tireur) : les factures ouvertes de ce reste dont le payeur peut être ce
+        tireur, lues une fois par transaction ; la base ne rend que celles-là (clé du payeur)."""
+        couples = {(m, cle) for m, mots in demandes for cle in cles_possibles(mots)} - self.familles_lues
+        if not couples:
             return
-        for m in a_lire:
-            self.familles[m] = {}
-        # Par l'index du reste ; le statut est filtré ici pour que le plan ne passe pas par lui.
-        for echeance, numero, m, fid, statut, nom, prenom in _lire_par(
-                self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.statut, f.nom, f.prenom "
-                           "FROM etat_facture e JOIN facture f ON f.id = e.facture_id WHERE e.reste_du {cles}", a_lire):
+        montants = sorted({m for m, _ in couples})
+        cles = sorted({c for _, c in couples})
+        # Tous les couples (reste, clé) du produit sont lus : marqués comme tels.
+        self.familles_lues.update((m, c) for m in montants for c in cles)
+        rangees = _lire_par(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.statut, f.payeur_cle "
+                                       "FROM etat_facture e JOIN facture f ON f.id = e.facture_id "
+                                       f"WHERE f.payeur_cle IN ({', '.join([self.marque] * len(cles))}) "
+                                       "AND e.reste_du {cles}", montants, avant=cles)
+        for echeance, numero, m, fid, statut, cle in rangees:
             if statut in STATUTS_FAMILLE:
-                self._ajouter_candidate(m, ((_jour(echeance), numero), fid, _jetons(nom), _jetons(prenom)))
+                self.familles.setdefault(m, {}).setdefault(cle, {})[fid] = ((_jour(echeance), numero), fid)
 
-    def _ajouter_candidate(self, montant: int, c: Candidate) -> None:
-        par_mot = self.familles[montant]
-        # Sous chaque mot de son nom : un chèque ne regarde que les factures qui portent un de ses
-        # mots (sous "" un nom sans lettre, que tout tireur contient).
-        for mot in c[2] or ("",):
-            par_mot.setdefault(mot, {})[c[1]] = c
-
-    def _retirer_candidate(self, montant: int, c: Candidate) -> None:
-        par_mot = self.familles[montant]
-        for mot in c[2] or ("",):
-            par_mot.get(mot, {}).pop(c[1], None)
-
-    def candidates(self, montant: int, jetons: frozenset[str]) -> list[Candidate]:
+    def candidates(self, montant: int, mots: frozenset[str]) -> list[Candidate]:
         """Les factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots du tireur,
         dans l'ordre (échéance, numéro)."""
-        par_mot = self.familles.get(montant)
-        if not par_mot:
+        par_cle = self.familles.get(montant)
+        if not par_cle:
             return []
-        retenues = {c[1]: c for mot in (*jetons, "") for c in par_mot.get(mot, {}).values()
-                    if c[2] <= jetons and c[3] <= jetons}
-        return sorted(retenues.values())
+        return sorted(c for cle in cles_possibles(mots) for c in par_cle.get(cle, {}).values())
 
     def ecrites(self, factures: Iterable[FactureEtat]) -> None:
         """Des factures viennent d'être écrites : l'index des familles suit la base."""
@@ -454,11 +439,11 @@ class _Memoire:
             self.ecrit[f.id] = (f.reste, f.statut)
             if (reste_avant, statut_avant) == (f.reste, f.statut):
                 continue
-            c: Candidate = ((f.echeance, f.numero), f.id, _jetons(f.nom), _jetons(f.prenom))
-            if statut_avant in STATUTS_FAMILLE and reste_avant in self.familles:
-                self._retirer_candidate(reste_avant, c)
-            if f.statut in STATUTS_FAMILLE and f.reste in self.familles:
-                self._ajouter_candidate(f.reste, c)
+            cle = self.cle_de[f.id]
+            if statut_avant in STATUTS_FAMILLE and (reste_avant, cle) in self.familles_lues:
+                self.familles[reste_avant][cle].pop(f.id, None)
+            if f.statut in STATUTS_FAMILLE and (f.reste, cle) in self.familles_lues:
+                self.familles.setdefault(f.reste, {}).setdefault(cle, {})[f.id] = ((f.echeance, f.numero), f.id)
 
     # --- Suggestions ----------------------------------------------------------------------------
 
@@ -488,7 +473,7 @@ class _Lot:
         self.factures_modifiees: set[int] = set()
         self.affectations: list[tuple[Any, ...]] = []
         self.mouvements: list[tuple[Any, ...]] = []
-        self.anomalies: list[dict[str, Any]] = []
+        self.anomalies: list[tuple[Any, ...]] = []
         self.anomalies_closes: list[int] = []
         # Les paiements décidés : (id, affecté, statut, anomalie, dossier, confirmé) ; les nouveaux à insérer.
         self.decides: list[tuple[int, int, str, str | None, int | None, int | None]] = []
@@ -621,7 +606,7 @@ class _Lot:
                    and _jetons_du_tireur(v)]
         if not cheques:
             return
-        self.memoire.charger_familles(v.montant for v in cheques)
+        self.memoire.charger_familles((v.montant, _jetons_du_tireur(v)) for v in cheques)
         # Les factures retenues pour tout le lot, chargées d'un coup plutôt que chèque par chèque.
         self.memoire.charger(ids={fid for v in cheques for fid in self._retenues(v)})
 
@@ -725,10 +710,9 @@ class _Lot:
         if d.anomalie:
             statut = "en_anomalie"
             self.bilan.anomalies[d.anomalie] = self.bilan.anomalies.get(d.anomalie, 0) + 1
-            self.anomalies.append({
-                "paiement_id": p.id, "code": d.anomalie, "statut": "ouverte", "raison": d.raison,
-                "preuve": {"regle": d.regle, **d.preuve, "brut": None}, "suggestions": d.suggestions,
-                "cree_le": self.now})
+            self.anomalies.append((p.id, d.anomalie, "ouverte", d.raison,
+                                   encoder_json({"regle": d.regle, **d.preuve, "brut": None}),
+                                   encoder_json(d.suggestions), self.now))
         elif d.confirme_paiement_id is not None or d.remise_confirmee_id is not None or p.canal in ("crcesu",):
             statut = "confirme"
             self.bilan.confirmes += 1
@@ -758,7 +742,8 @@ class _Lot:
         self._ecrire_paiements()
         inserer_tuples(c, table_de(Affectation), COLONNES_AFFECTATION, self.affectations)
         inserer_tuples(c, table_de(MouvementCompte), COLONNES_MOUVEMENT, self.mouvements)
-        inserer(c, table_de(Anomalie), self.anomalies)
+        inserer_tuples(c, table_de(Anomalie), COLONNES_ANOMALIE, self.anomalies,
+                       deja_converties=("preuve", "suggestions"))
         # Une colonne indexée n'est écrite que si sa valeur change : sous SQLite, l'écrire coûte la
         # mise à jour de son index même à valeur égale.
         ecrit = self.memoire.ecrit

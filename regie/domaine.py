@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import combinations
 from typing import Any
 
 from regie.montants import centimes_en_euros as eur
@@ -99,3 +103,32 @@ class FactureEtat:
     def vue(self) -> dict[str, Any]:
         return {"facture": self.numero, "dossier": self.dossier, "montant": eur(self.montant),
                 "reste": eur(self.reste), "statut": self.statut}
+
+
+# --- Les noms : la famille du tireur d'un chèque ---------------------------------------------------------
+
+@functools.lru_cache(maxsize=65536)
+def mots_du_nom(texte: str) -> frozenset[str]:
+    """Les mots d'un nom, sans accents, en capitales (« Lefèvre-Roux » → {LEFEVRE, ROUX})."""
+    sans_accents = "".join(c for c in unicodedata.normalize("NFKD", texte) if not unicodedata.combining(c))
+    return frozenset(re.findall(r"[A-Z]+", sans_accents.upper()))
+
+
+def cle_payeur(nom: str, prenom: str) -> str:
+    """Les mots du nom et du prénom d'un payeur, triés : la clé sous laquelle le tireur d'un chèque le cherche.
+
+    Un tireur est de la famille si chaque mot du nom et du prénom du payeur est dans son libellé : la clé
+    du payeur est alors l'une des `cles_possibles` du libellé.
+    """
+    return " ".join(sorted(mots_du_nom(nom) | mots_du_nom(prenom)))
+
+
+MOTS_TIREUR_MAXI = 14  # au-delà (un libellé de chèque interminable), seuls les payeurs de 5 mots au plus
+
+
+@functools.lru_cache(maxsize=4096)
+def cles_possibles(mots: frozenset[str]) -> tuple[str, ...]:
+    """Les clés de payeur qu'un tireur de ces mots peut désigner : tous les sous-ensembles, triés."""
+    tries = sorted(mots)
+    tailles = range(len(tries) + 1) if len(tries) <= MOTS_TIREUR_MAXI else range(6)
+    return tuple(" ".join(c) for n in tailles for c in combinations(tries, n))

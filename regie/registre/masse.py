@@ -56,13 +56,17 @@ def _iso(v: Any) -> Any:
 
 
 def inserer_tuples(conn: Connection, table: FromClause, colonnes: Sequence[str],
-                   lignes: Sequence[Sequence[Any]]) -> None:
-    """Comme `inserer`, des tuples dans l'ordre de `colonnes` : pas de dict à construire par ligne."""
+                   lignes: Sequence[Sequence[Any]], *, deja_converties: Collection[str] = ()) -> None:
+    """Comme `inserer`, des tuples dans l'ordre de `colonnes` : pas de dict à construire par ligne.
+
+    `deja_converties` : des colonnes dont les valeurs sont déjà sous leur forme de base (un JSON déjà
+    encodé, par exemple) : leur type ne les convertit pas une seconde fois.
+    """
     if not lignes:
         return
     postgresql = conn.dialect.name == "postgresql"
-    procs = [(i, proc) for i, c in enumerate(colonnes)
-             if (proc := table.c[c].type._cached_bind_processor(conn.dialect)) is not None]
+    procs = [(i, proc) for i, c in enumerate(colonnes) if c not in deja_converties
+             and (proc := table.c[c].type._cached_bind_processor(conn.dialect)) is not None]
     donnees: Sequence[Sequence[Any]] = lignes
     binaire = _types_binaires(table, colonnes) if postgresql else None
     if procs or (postgresql and binaire is None):

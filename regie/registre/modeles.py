@@ -147,6 +147,9 @@ class Facture(Base):
     civilite: Mapped[str] = mapped_column(String(3))
     nom: Mapped[str] = mapped_column(String(100))
     prenom: Mapped[str] = mapped_column(String(100))
+    # Les mots du nom et du prénom, sans accents, triés (`regie.domaine.cle_payeur`) : la famille du
+    # tireur d'un chèque se cherche par eux, en SQL.
+    payeur_cle: Mapped[str] = mapped_column(String(210))
     email: Mapped[str | None] = mapped_column(String(200))
     adresse1: Mapped[str] = mapped_column(String(200))
     adresse2: Mapped[str | None] = mapped_column(String(200))
@@ -187,7 +190,9 @@ class EtatFacture(Base):
         CheckConstraint("statut IN ('emise', 'partiellement_payee', 'payee', 'annulee', 'titree')",
                         name="statut"),
         # Reste égal à un montant : famille du tireur, suggestions (entières et entamées), tableau de bord.
-        Index("ix_etat_facture_reste_du", "reste_du", "statut", "montant"),
+        # L'identifiant en dernier : les suggestions se lisent dans l'ordre de l'index, arrêtées aux cinq
+        # premières (SQLite y met le rowid de lui-même ; PostgreSQL trierait sinon tout le reste égal).
+        Index("ix_etat_facture_reste_du", "reste_du", "statut", "montant", "facture_id"),
     )
 
     @property

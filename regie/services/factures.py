@@ -18,7 +18,7 @@ from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
 from regie import points_de_crash
 from regie.application import Application
-from regie.domaine import LigneOuverte, repartir
+from regie.domaine import LigneOuverte, cle_payeur, repartir
 from regie.erreurs import CollecteurErreurs, ErreurLigne
 from regie.lecture_parallele import en_parallele
 from regie.montants import centimes_en_euros
@@ -52,7 +52,7 @@ FACTURE = table_de(Facture)
 ETAT = table_de(EtatFacture)
 COLONNES_FACTURE = ("id", "numero", "regie_code", "dossier_id", "emise_le", "echeance", "periode", "montant",
                     "refdet", "civilite", "nom", "prenom", "email", "adresse1", "adresse2", "code_postal", "ville",
-                    "lignes", "empreinte", "fichier_id", "cree_le")
+                    "lignes", "empreinte", "payeur_cle", "fichier_id", "cree_le")
 COLONNES_ETAT = ("facture_id", "montant", "paye", "avoirs", "statut")
 
 
@@ -92,16 +92,16 @@ def creer_dossiers(conn: Connection, numeros: Sequence[str]) -> dict[str, int]:
 
 # Une facture lue, prête à écrire (sans son identifiant ni celui de son dossier, que donne la base) :
 # (numero, regie, dossier, emise_le, echeance, periode, montant, refdet, civilite, nom, prenom, email,
-#  adresse1, adresse2, code_postal, ville, lignes (JSON), empreinte, ligne du fichier).
+#  adresse1, adresse2, code_postal, ville, lignes (JSON), empreinte, clé du payeur, ligne du fichier).
 Rangee = tuple[Any, ...]
-_NUMERO, _DOSSIER, _EMISE_LE, _PERIODE, _MONTANT, _EMPREINTE, _LIGNE = 0, 2, 3, 5, 6, 17, 18
+_NUMERO, _DOSSIER, _EMISE_LE, _PERIODE, _MONTANT, _EMPREINTE, _LIGNE = 0, 2, 3, 5, 6, 17, 19
 
 
 def rangee(f: FactureLue) -> Rangee:
     p = f.payeur
     return (f.numero, f.regie, f.dossier, f.emise_le, f.echeance, f.periode, f.montant, f.refdet, p.civilite, p.nom,
             p.prenom, p.email, p.adresse1, p.adresse2, p.code_postal, p.ville, encoder_lignes(f.lignes),
-            f.empreinte, f.ligne)
+            f.empreinte, cle_payeur(p.nom, p.prenom), f.ligne)
 
 
 @dataclass(slots=True)
@@ -122,7 +122,8 @@ class LotLu:
 
 _ENCODEUR_RANGEES = msgspec.msgpack.Encoder()
 _DECODEUR_RANGEES = msgspec.msgpack.Decoder(list[tuple[  # l'ordre de `Rangee`
-    str, str, str, date, date, str, int, str, str, str, str, str | None, str, str | None, str, str, str, str, int]])
+    str, str, str, date, date, str, int, str, str, str, str, str | None, str, str | None, str, str, str, str, str,
+    int]])
 
 
 def lire_par_lots(lus: Iterable[FactureLue | AvoirLu], erreurs: CollecteurErreurs,
@@ -223,7 +224,7 @@ class _Import:
             # Factures poussées par l'API : peu nombreuses, identifiants réservés.
             ids = reserver_ids(conn, FACTURE, len(lot))
             inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [
-                (fid, r[0], r[1], dossiers[r[2]], *r[3:18], None, now) for fid, r in zip(ids, lot, strict=True)])
+                (fid, r[0], r[1], dossiers[r[2]], *r[3:19], None, now) for fid, r in zip(ids, lot, strict=True)])
             inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, r[_MONTANT], 0, 0, "emise")
                                                        for fid, r in zip(ids, lot, strict=True)])
         else:
@@ -231,7 +232,7 @@ class _Import:
             # est écrit par la base elle-même, d'après les rangées que ce lot vient d'ajouter.
             seuil = conn.execute(select(func.coalesce(func.max(Facture.id), 0))).scalar_one()
             inserer_tuples(conn, FACTURE, COLONNES_FACTURE[1:], [
-                (r[0], r[1], dossiers[r[2]], *r[3:18], fichier_id, now) for r in lot])
+                (r[0], r[1], dossiers[r[2]], *r[3:19], fichier_id, now) for r in lot])
             conn.execute(insert(EtatFacture).from_select(
                 ["facture_id", "montant", "paye", "avoirs", "statut"],
                 select(Facture.id, Facture.montant, literal(0), literal(0), literal("emise"))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 07:38:45.655960
+Create Date: 2026-12-02 08:44:50.622295
 """
 
 from alembic import op
@@ -115,7 +115,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("facture_id", name=op.f("pk_etat_facture")),
     )
     with op.batch_alter_table("etat_facture", schema=None) as batch_op:
-        batch_op.create_index("ix_etat_facture_reste_du", ["reste_du", "statut", "montant"], unique=False)
+        batch_op.create_index("ix_etat_facture_reste_du", ["reste_du", "statut", "montant", "facture_id"], unique=False)
 
     op.create_table(
         "execution",
@@ -146,6 +146,7 @@ def upgrade() -> None:
         sa.Column("civilite", sa.String(length=3), nullable=False),
         sa.Column("nom", sa.String(length=100), nullable=False),
         sa.Column("prenom", sa.String(length=100), nullable=False),
+        sa.Column("payeur_cle", sa.String(length=210), nullable=False),
         sa.Column("email", sa.String(length=200), nullable=True),
         sa.Column("adresse1", sa.String(length=200), nullable=False),
         sa.Column("adresse2", sa.String(length=200), nullable=True),
