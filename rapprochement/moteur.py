@@ -362,6 +362,8 @@ class _Memoire:
         # Reste dû → clé du payeur → id → facture ouverte de ce reste (les couples lus, tenus à jour).
         self.familles: dict[int, dict[str, dict[int, Candidate]]] = {}
         self.familles_lues: set[tuple[int, str]] = set()
+        # Les suggestions lues pour un montant, le temps d'un lot (la base ne change qu'à son écriture).
+        self.proches_lus: dict[int, list[FactureEtat]] = {}
         self.cle_de: dict[int, str] = {}  # la clé du payeur de chaque facture en mémoire
 
     def _charger(self, rangees: Iterable[tuple[Any, ...]]) -> None:
@@ -403,6 +405,7 @@ class _Memoire:
         self.par_refdet.clear()
         self.ecrit.clear()
         self.cle_de.clear()
+        self.proches_lus.clear()
 
     # --- Famille du tireur ----------------------------------------------------------------------
 
@@ -453,10 +456,29 @@ class _Memoire:
         Lues dans la base (l'état au début du lot) ; elles ne servent qu'à l'affichage et n'entrent pas
         dans la mémoire.
         """
-        lignes = {r for sql in self.sql_proches for r in _executer(self.conn, sql, (montant, montant))}
-        return [FactureEtat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _jour(r[9]), r[5] == "titree",
-                            [], r[10])
-                for r in sorted(lignes, key=lambda r: (_jour(r[9]), r[1]))[:5]]
+        if montant not in self.proches_lus:
+            self.precharger_proches([montant])
+        return self.proches_lus[montant]
+
+    def precharger_proches(self, montants: Iterable[int]) -> None:
+        """Les suggestions de plusieurs montants : sous PostgreSQL en une requête (un aller-retour)."""
+        a_lire = sorted({m for m in montants if m not in self.proches_lus})
+        if not a_lire:
+            return
+        lues: dict[int, set[tuple[Any, ...]]] = {m: set() for m in a_lire}
+        if self.conn.dialect.name == "postgresql":
+            for sql in _PROCHES:
+                requete = (f"SELECT m.v, x.* FROM unnest(%s::bigint[]) AS m(v) CROSS JOIN LATERAL ("
+                           f"{sql.format(p='m.v')}) AS x")
+                for m, *r in _executer(self.conn, requete, (a_lire,)):
+                    lues[m].add(tuple(r))
+        else:
+            for m in a_lire:
+                lues[m] = {r for sql in self.sql_proches for r in _executer(self.conn, sql, (m, m))}
+        for m, lignes in lues.items():
+            self.proches_lus[m] = [
+                FactureEtat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _jour(r[9]), r[5] == "titree", [],
+                            r[10]) for r in sorted(lignes, key=lambda r: (_jour(r[9]), r[1]))[:5]]
 
 
 class _Lot:
@@ -517,6 +539,9 @@ class _Lot:
         vues = [v for v, _, _ in elements]
         self._precharger(vues)
         self._precharger_familles(vues)
+        # Les suggestions que le lot demandera sans doute (référence introuvable), lues d'un coup.
+        self.memoire.precharger_proches(v.montant for v, statut, _ in elements
+                                        if statut != "en_anomalie" and self._sans_facture(v))
         for vue, statut, anomalie in elements:
             self.bilan.examines += 1
             self.suggerer = statut != "en_anomalie"
@@ -543,6 +568,16 @@ class _Lot:
                 numeros |= jetons
                 refdets |= jetons
         self.memoire.charger(ids=dettes, numeros=numeros, refdets=refdets)
+
+    def _sans_facture(self, v: PaiementVue) -> bool:
+        """Le paiement ne désigne aucune facture connue (ses suggestions serviront) ; une estimation."""
+        memoire = self.memoire
+        if v.canal == "buraliste":
+            return (not v.details.get("datamatrix_valide", False) or not v.reference_facture
+                    or not v.reference_facture.isdigit() or int(v.reference_facture) not in memoire.factures)
+        if v.canal in ("cesu", "cheque"):
+            return (v.reference_facture or "") not in memoire.par_numero
+        return v.canal == "virement"
 
     def _proches(self, montant: int) -> list[FactureEtat]:
         """Une relance (paiement déjà en revue pour la même raison) n'en recalcule pas : rien ne sera réécrit."""
