@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from regie.registre.masse import RANGEES_PAR_INSTRUCTION
+
 
 def mettre_a_jour(conn: Connection, table: str, affectations: Sequence[str], cle: str,
                   lignes: Sequence[Sequence[Any]], types: Sequence[str]) -> None:
@@ -33,8 +35,25 @@ def mettre_a_jour(conn: Connection, table: str, affectations: Sequence[str], cle
                f"WHERE {table}.{cle} = v.cle")
         conn.exec_driver_sql(sql, tuple(list(c) for c in zip(*lignes, strict=True)))
         return
-    sql = f"UPDATE {table} SET {', '.join(a.replace('{}', '?') for a in affectations)} WHERE {cle} = ?"
-    conn.exec_driver_sql(sql, list(lignes))
+    # SQLite : UPDATE … FROM (VALUES …) par paquets de rangées, une instruction par paquet plutôt qu'une
+    # exécution par rangée (et le verrou de Python relâché le temps de tout le paquet).
+    n = len(lignes[0])
+    valeurs = iter(f"v.column{i}" for i in range(1, n))
+    affecter = ", ".join(_remplir(a, valeurs) for a in affectations)
+    par_paquet = max(1, min(RANGEES_PAR_INSTRUCTION, 30_000 // n))
+    rangee = "(" + ", ".join("?" * n) + ")"
+
+    def instruction(k: int) -> str:
+        return (f"UPDATE {table} SET {affecter} FROM (VALUES {', '.join([rangee] * k)}) AS v "
+                f"WHERE {table}.{cle} = v.column{n}")
+
+    pleines = len(lignes) - len(lignes) % par_paquet
+    if pleines:
+        conn.exec_driver_sql(instruction(par_paquet), [
+            tuple(v for r in lignes[i:i + par_paquet] for v in r) for i in range(0, pleines, par_paquet)])
+    if pleines < len(lignes):
+        reste = lignes[pleines:]
+        conn.exec_driver_sql(instruction(len(reste)), tuple(v for r in reste for v in r))
 
 
 def _remplir(gabarit: str, noms: Iterator[str]) -> str:
