@@ -222,13 +222,14 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
 
 
 def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement], *,
-                          taille_lot: int = TAILLE_LOT) -> BilanRapprochement:
+                          taille_lot: int | None = None) -> BilanRapprochement:
     """Les paiements d'un fichier, décidés dans la transaction de son import puis écrits une seule fois.
 
     Exactement ce que ferait `rapprocher` juste après l'import : les paiements déjà ouverts qui sont à
     reprendre passent avec les nouveaux, tous dans l'ordre (reçu le, canal, référence, id).
     """
     bilan = BilanRapprochement()
+    taille_lot = taille_lot or TAILLE_LOT  # lu à l'appel : les tests le réduisent pour croiser les lots
     verrouiller(conn)
     anciens = _ouverts(conn)
     ordre: list[tuple[Any, ...]] = sorted(

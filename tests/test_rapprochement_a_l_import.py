@@ -128,3 +128,66 @@ def test_a_l_import_ou_en_deux_temps_le_registre_est_le_meme(app: Application, t
     assert statuts[("buraliste", "PP-3")] == ("en_anomalie", "REFERENCE_INCONNUE")
     assert statuts[("cesu", "0412345678902")][1] == "CESU_EXCEDENT"
     assert statuts[("cheque", "RC-88/1")][1] == "DOUBLON"
+
+
+def _jouer_croise(app: Application, dossier: Path, *, a_l_import: bool) -> None:
+    """Buralistes, chèques et CESU : en lots de deux, chaque décision dépend de ce que les lots précédents
+    du même fichier ont écrit (restes, suggestions, famille du tireur)."""
+    dossier.mkdir()
+    sc = Scenario(app, dossier)
+    o = {} if a_l_import else {"rapprocher_ensuite": False}
+
+    def apres() -> None:
+        if not a_l_import:
+            rapprocher(app)
+
+    dupont = {**FACTURE["payeur"], "nom": "DUPONT", "prenom": "LUC"}
+    sc.factures({**FACTURE}, autre("F01-26-05-0000301", "30.00"), autre("F01-26-05-0000302", "30.00"),
+                autre("F01-26-05-0000303", "30.00", dossier="D000777"),
+                autre("F01-26-05-0000304", "12.50", dossier="D000888", payeur=dupont),
+                autre("F01-26-05-0000305", "20.00", dossier="D000888", payeur=dupont))
+    a, b, c = "F01-26-05-0000301", "F01-26-05-0000302", "F01-26-05-0000303"
+    sc.buraliste(("PP-1", sc.datamatrix(a, "30.00"), "10.00", "CARTE"),
+                 ("PP-2", sc.datamatrix(a, "30.00"), "5.00", "CARTE"),
+                 ("PP-3", _datamatrix_inconnu(app), "15.00", "CARTE"),  # suggère A, entamée au lot d'avant
+                 ("PP-4", sc.datamatrix(b, "30.00"), "30.00", "CARTE"),
+                 ("PP-5", _datamatrix_inconnu(app), "30.00", "CARTE"),  # ne suggère plus B, payée au lot d'avant
+                 ("PP-6", sc.datamatrix(c, "30.00"), "40.00", "ESPECES"), **o)
+    apres()
+    texte = ("remise;numero_cheque;tireur;banque;montant;facture;recu_le\r\n"
+             f"RC-5;1;MARTIN CLAIRE;CCM;5.00;{a};2026-05-15\r\n"
+             "RC-5;2;DUPONT LUC;CCM;12.50;;2026-05-15\r\n"
+             "RC-5;3;DUPONT LUC;CCM;12.50;;2026-05-15\r\n"  # la seule de ce montant vient d'être payée
+             "RC-5;4;DUPONT LUC;CCM;20.00;;2026-05-15\r\n"
+             "RC-5;5;MARTIN CLAIRE;CCM;10.00;;2026-05-15\r\n")  # A, dont le reste vient de passer à 10 €
+    sc.importer("cheque", texte.encode(), "cheques.csv", **o)
+    apres()
+    sc.cesu(("R-1", "0412345678901", 2026, "20.00", FACTURE["numero"], "2026-05-14"),
+            ("R-1", "0412345678902", 2026, "10.00", FACTURE["numero"], "2026-05-14"),
+            ("R-1", "0412345678903", 2026, "10.00", FACTURE["numero"], "2026-05-14"), **o)
+    apres()
+
+
+def test_lots_croises_a_l_import_comme_en_deux_temps(app: Application, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ce qu'un lot écrit (restes, index des familles, suggestions) sert au lot suivant du même fichier."""
+    from rapprochement import moteur
+
+    monkeypatch.setattr(moteur, "TAILLE_LOT", 2)
+    monkeypatch.setenv("REGIE_RAPPROCHEMENT_LOT", "2")
+    _jouer_croise(app, tmp_path / "a_l_import", a_l_import=True)
+    a_l_import = _photo(app)
+    _vider(app)
+    _jouer_croise(app, tmp_path / "en_deux_temps", a_l_import=False)
+    assert a_l_import == _photo(app)
+    statuts = {(c, r): (s, a, m) for c, r, s, a, m, *_ in a_l_import["paiements"]}
+    assert statuts[("buraliste", "PP-6")][1] == "TROP_PERCU"
+    assert statuts[("cheque", "RC-5/2")] == ("affecte", None, 1250)
+    assert statuts[("cheque", "RC-5/3")][:2] == ("en_anomalie", "REFERENCE_INCONNUE")
+    assert statuts[("cheque", "RC-5/4")] == ("affecte", None, 2000)
+    assert statuts[("cheque", "RC-5/5")] == ("affecte", None, 1000)
+    assert statuts[("cesu", "0412345678903")][1] == "CESU_EXCEDENT"
+    suggestions = {a[0]: a[5] for a in a_l_import["anomalies"]}
+    assert "F01-26-05-0000301" in suggestions[("buraliste", "PP-3")]
+    assert "F01-26-05-0000302" not in suggestions[("buraliste", "PP-5")]
+    assert "F01-26-05-0000303" in suggestions[("buraliste", "PP-5")]
