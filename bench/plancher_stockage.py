@@ -6,15 +6,15 @@ Sur le vrai schéma (`regie init`), chaque base génère elle-même ses données
 `INSERT … SELECT` et des `UPDATE` ensemblistes : aucun aller-retour, aucune conversion côté Python,
 aucun contrôle métier. C'est une borne basse de tout import et de tout rapprochement :
 
-- côté factures : N factures, 3N lignes, N mouvements du compte famille (ce qu'écrit
-  `regie factures importer`) ;
-- côté paiements : N paiements, 3N affectations (une par ligne payée), N mouvements, puis les
-  mises à jour de la facture, de ses lignes et du paiement (ce qu'écrivent l'import des paiements
-  et `regie rapprocher` quand chaque paiement solde sa facture).
+- côté factures : N factures (leurs 3 lignes dans la facture, en JSON) et leur état (ce qu'écrit
+  `regie factures importer` ; l'émission d'une facture n'est pas recopiée dans le compte famille) ;
+- côté paiements : N paiements, N affectations (parts par ligne en JSON), N mouvements du compte
+  famille, puis les mises à jour de l'état des factures et des paiements (ce qu'écrivent l'import des
+  paiements et le rapprochement quand chaque paiement solde sa facture).
 
-Deux variantes : le schéma tel quel, et un schéma « allégé » sans clés étrangères ni les quatre
-index secondaires de `facture` qui servent aux suggestions, aux titres et aux reprises : ce que
-coûterait le même travail si l'on renonçait à ces garanties.
+Deux variantes : le schéma tel quel, et un schéma « allégé » sans clés étrangères ni les index
+secondaires de `facture` et `etat_facture` qui servent aux suggestions, aux comptes et aux reprises :
+ce que coûterait le même travail si l'on renonçait à ces services.
 """
 
 from __future__ import annotations
@@ -34,19 +34,12 @@ import psycopg
 
 RACINE = Path(__file__).resolve().parent.parent
 PG = os.environ.get("REGIE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-INDEX_FACULTATIFS = ("ix_facture_cree_le", "ix_facture_echeance", "ix_facture_statut_montant", "ix_facture_reste_du")
-CLES_ETRANGERES = {
-    "facture": ("fk_facture_dossier_id_dossier", "fk_facture_regie_code_regie", "fk_facture_fichier_id_fichier_recu"),
-    "ligne_facture": ("fk_ligne_facture_facture_id_facture", "fk_ligne_facture_prestation_code_prestation"),
-    "mouvement_compte": ("fk_mouvement_compte_dossier_id_dossier", "fk_mouvement_compte_facture_id_facture",
-                         "fk_mouvement_compte_paiement_id_paiement", "fk_mouvement_compte_avoir_id_avoir",
-                         "fk_mouvement_compte_titre_id_titre"),
-    "paiement": ("fk_paiement_confirme_paiement_id_paiement", "fk_paiement_dossier_id_dossier",
-                 "fk_paiement_fichier_id_fichier_recu", "fk_paiement_remise_id_remise"),
-    "affectation": ("fk_affectation_annule_id_affectation", "fk_affectation_avoir_id_avoir",
-                    "fk_affectation_facture_id_facture", "fk_affectation_ligne_id_ligne_facture",
-                    "fk_affectation_paiement_id_paiement"),
-}
+INDEX_FACULTATIFS = ("ix_facture_cree_le", "ix_facture_dossier_id", "ix_facture_refdet", "ix_etat_facture_reste_du")
+LIGNES = ('[[1,"CANTINE","Repas","Noé ROUX","2017-11-28",800,350,2800,false],'
+          '[2,"CRECHE","Heures de crèche","Inès ROUX","2022-10-20",1600,175,2800,true],'
+          '[3,"PERISCOLAIRE","Accueil du soir","Gabriel ROUX","2016-09-27",1244,225,2800,false]]')
+DETAILS = ('{"remise":"RC-000001","numero_cheque":"1234567","tireur":"ROUX SOPHIE","banque":"CCM",'
+           '"facture":"F2605-0000001"}')
 
 # Expressions propres à chaque base : numéros formatés, aléa, empreinte hexadécimale, instant.
 EXPR = {
@@ -65,49 +58,38 @@ def dossiers(n: int) -> int:
 def etapes(dialecte: str, n: int) -> list[tuple[str, str, str]]:
     e = EXPR[dialecte]
     alea_dossier = e["alea"].format(n=dossiers(n))
-    alea_refdet = e["alea"].format(n=10**9)
     return [
         ("factures", "facture", f"""
-            INSERT INTO facture (id, numero, regie_code, dossier_id, emise_le, echeance, periode, montant, paye,
-                avoirs, statut, numero_dette, refdet, civilite, nom, prenom, email, adresse1, adresse2, code_postal,
-                ville, empreinte, fichier_id, cree_le)
+            INSERT INTO facture (id, numero, regie_code, dossier_id, emise_le, echeance, periode, montant, refdet,
+                civilite, nom, prenom, payeur_cle, email, adresse1, adresse2, code_postal, ville, lignes, empreinte,
+                fichier_id, cree_le)
             SELECT v, 'F2605-' || {e['num']}, 'ENFANCE', 1 + {alea_dossier}, '2026-04-27', '2026-05-27',
-                '2026-05', 8400, 0, 0, 'emise', v, 'R' || ({alea_refdet}), 'M', 'ROUX', 'Sophie',
-                'famille@example.fr', '15 rue des Écoles', NULL, '94270', 'LE KREMLIN-BICÊTRE', {e['hex']}, NULL,
-                {e['instant']}
+                '2026-05', 8400, 'F2605' || {e['num']}, 'M', 'ROUX', 'Sophie', 'ROUX SOPHIE', 'famille@example.fr',
+                '15 rue des Écoles', NULL, '94270', 'LE KREMLIN-BICÊTRE', '{LIGNES}', {e['hex']}, NULL, {e['instant']}
             FROM s"""),
-        ("factures", "lignes", f"""
-            INSERT INTO ligne_facture (id, facture_id, rang, prestation_code, libelle, enfant, naissance,
-                quantite_centiemes, prix_unitaire, montant, eligible_cesu, paye, avoirs)
-            SELECT 3 * (v - 1) + r, v, r, 'CANTINE', 'Repas', 'Noé ROUX', '2017-11-28', 800, 350, 2800,
-                {e['vrai']}, 0, 0
-            FROM s, (SELECT 1 AS r UNION ALL SELECT 2 UNION ALL SELECT 3) AS rangs ORDER BY v, r"""),
-        ("factures", "mouvements", f"""
-            INSERT INTO mouvement_compte (dossier_id, quand, nature, libelle, montant, delta_du, delta_credit,
-                delta_tresor, facture_id, cree_le)
-            SELECT dossier_id, {e['instant']}, 'facture', 'Facture ' || numero || ' (2026-05)', montant, montant,
-                0, 0, id, {e['instant']}
-            FROM facture ORDER BY id"""),
+        ("factures", "état", """
+            INSERT INTO etat_facture (facture_id, montant, paye, avoirs, statut)
+            SELECT id, montant, 0, 0, 'emise' FROM facture ORDER BY id"""),
         ("paiements", "paiements", f"""
-            INSERT INTO paiement (id, canal, reference, montant, recu_le, reference_facture, details, empreinte,
-                affecte, en_credit, rembourse, statut, decision_manuelle, version, cree_le)
-            SELECT v, 'cheque', 'CHQ-' || {e['num']}, 8400, {e['instant']}, 'F2605-' || {e['num']},
-                '{{"tireur": "M ROUX Sophie", "remise": "R-2026-0001"}}', {e['hex']}, 0, 0, 0, 'a_traiter',
-                {e['faux']}, 0, {e['instant']}
+            INSERT INTO paiement (id, canal, reference, montant, recu_le, reference_facture, details, brut, ligne,
+                empreinte, affecte, en_credit, rembourse, statut, decision_manuelle, version, cree_le)
+            SELECT v, 'cheque', 'RC-000001/' || {e['num']}, 8400, {e['instant']}, 'F2605-' || {e['num']},
+                '{DETAILS}', 'RC-000001;' || {e['num']} || ';ROUX SOPHIE;CCM;84.00;F2605-' || {e['num']}
+                || ';2026-06-02', v + 1, {e['hex']}, 0, 0, 0, 'a_traiter', {e['faux']}, 1, {e['instant']}
             FROM s"""),
         ("paiements", "affectations", f"""
-            INSERT INTO affectation (paiement_id, facture_id, ligne_id, montant, regle, preuve, auteur, cree_le)
-            SELECT facture_id, facture_id, id, montant, 'numero_facture', '{{"numero": "F2605"}}', 'systeme',
-                {e['instant']}
-            FROM ligne_facture ORDER BY id"""),
+            INSERT INTO affectation (paiement_id, facture_id, montant, parts, regle, preuve, auteur, cree_le)
+            SELECT id, id, montant, '[[1,2800],[2,2800],[3,2800]]', 'cheque_numero_facture', '{DETAILS}',
+                'systeme', {e['instant']}
+            FROM facture ORDER BY id"""),
         ("paiements", "mouvements", f"""
             INSERT INTO mouvement_compte (dossier_id, quand, nature, libelle, montant, delta_du, delta_credit,
                 delta_tresor, facture_id, paiement_id, cree_le)
-            SELECT dossier_id, {e['instant']}, 'paiement', 'Paiement cheque affecté à la facture ' || numero,
+            SELECT dossier_id, {e['instant']}, 'paiement',
+                'Paiement cheque RC-000001/' || {e['num'].replace('v', 'id')} || ' affecté à la facture ' || numero,
                 montant, -montant, 0, 0, id, id, {e['instant']}
             FROM facture ORDER BY id"""),
-        ("paiements", "lignes payées", "UPDATE ligne_facture SET paye = montant"),
-        ("paiements", "factures payées", "UPDATE facture SET paye = montant, statut = 'payee'"),
+        ("paiements", "factures payées", "UPDATE etat_facture SET paye = montant, statut = 'payee'"),
         ("paiements", "paiements affectés", f"UPDATE paiement SET affecte = montant, statut = 'affecte', "
                                             f"dossier_id = 1 + (id % {dossiers(n)}), version = version + 1"),
     ]
@@ -181,9 +163,11 @@ def postgresql(n: int, allege: bool) -> dict[str, float]:
         initialiser(base.replace("postgresql://", "postgresql+psycopg://", 1))
         with psycopg.connect(base) as c:
             if allege:
-                for table, cles in CLES_ETRANGERES.items():
-                    for cle in cles:
-                        c.execute(f"ALTER TABLE {table} DROP CONSTRAINT {cle}")
+                cles = c.execute("SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f' "
+                                 "AND conrelid::regclass::text IN ('facture', 'etat_facture', 'paiement', "
+                                 "'affectation', 'mouvement_compte')").fetchall()
+                for table, cle in cles:
+                    c.execute(f"ALTER TABLE {table} DROP CONSTRAINT {cle}".encode())
                 for ix in INDEX_FACULTATIFS:
                     c.execute(f"DROP INDEX {ix}")
             c.execute(f"CREATE TABLE s AS SELECT generate_series(1, {n}) AS v")

@@ -112,3 +112,53 @@ def test_un_fichier_refuse_en_parallele_dit_les_memes_erreurs_qu_en_ligne(app: A
     assert erreurs[0] == erreurs[1]
     assert [e.split(":")[1] for e in erreurs[1]] == ["5", "21", "30", "31"]
     assert compter(app, Facture) == 0
+
+
+def _cheques(lignes: list[str]) -> bytes:
+    return ("remise;numero_cheque;tireur;banque;montant;facture;recu_le\r\n" + "".join(
+        ligne + "\r\n" for ligne in lignes)).encode()
+
+
+def test_des_paiements_lus_en_parallele_donnent_le_meme_registre_qu_en_ligne(app: Application,
+                                                                             tmp_path: Path) -> None:
+    from regie.services.paiements import importer_fichier_paiements
+    from tests.test_rapprochement_a_l_import import _photo, _vider
+
+    factures = [facture(f"F01-26-05-{i:07d}") for i in range(1, 30)]
+    cheques = _cheques([f"RC-1;{i};MARTIN CLAIRE;CCM;{'77.00' if i % 3 else '20.00'};F01-26-05-{i:07d};2026-05-15"
+                        for i in range(1, 30)] + ["RC-1;99;MARTIN CLAIRE;CCM;77.00;F01-26-05-9999999;2026-05-15"])
+    photos = []
+    for parallele in (False, True):
+        importer_fichier_factures(app, ecrire(tmp_path, f"f{parallele}.jsonl", factures))
+        chemin = tmp_path / f"cheques{parallele}.csv"
+        chemin.write_bytes(cheques)
+        rapport = importer_fichier_paiements(app, "cheque", chemin, parallele=parallele)
+        assert (rapport.importes, rapport.ignores) == (30, 0)
+        # Le même fichier une seconde fois : rien ne change.
+        assert importer_fichier_paiements(app, "cheque", chemin, parallele=parallele).importes == 0
+        photos.append(_photo(app))
+        _vider(app)
+    assert photos[0] == photos[1]
+    statuts = {r: (s, a) for c, r, s, a, *_ in photos[1]["paiements"]}
+    assert statuts["RC-1/3"] == ("affecte", None)
+    assert statuts["RC-1/99"] == ("en_anomalie", "REFERENCE_INCONNUE")
+
+
+def test_un_fichier_de_paiements_refuse_en_parallele_dit_les_memes_erreurs(app: Application,
+                                                                          tmp_path: Path) -> None:
+    from regie.registre.modeles import Paiement
+    from regie.services.paiements import importer_fichier_paiements
+
+    chemin = tmp_path / "cheques.csv"
+    chemin.write_bytes(_cheques(["RC-1;1;MARTIN CLAIRE;CCM;77.00;F01;2026-05-15",
+                                 "RC-1;2;MARTIN CLAIRE;CCM;77,00;F01;2026-05-15",
+                                 "RC-1;3;MARTIN CLAIRE;CCM;77.00;F01;2026-02-31",
+                                 "RC-1;4;MARTIN CLAIRE;CCM;77.00;F01"]))
+    erreurs = []
+    for parallele in (False, True):
+        with pytest.raises(FichierRefuse) as exc:
+            importer_fichier_paiements(app, "cheque", chemin, parallele=parallele)
+        erreurs.append([str(e) for e in exc.value.erreurs])
+    assert erreurs[0] == erreurs[1]
+    assert len(erreurs[1]) == 3
+    assert compter(app, Paiement) == 0
