@@ -246,3 +246,17 @@ def test_des_lignes_quelconques_ne_levent_que_fichier_refuse(lignes: list[list[s
 def test_des_octets_quelconques_ne_levent_que_fichier_refuse_crcesu(contenu: bytes) -> None:
     with contextlib.suppress(FichierRefuse):
         list(lire_remboursements_crcesu(ENTETE_CRCESU.encode() + b"\n" + contenu, "fuzz.csv"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(numero=st.integers(10**5, 10**20 - 1), support=st.sampled_from(["PAPIER", "ELECTRONIQUE"]),
+       centimes=st.integers(1, 10**6), millesime=st.integers(2000, 2026))
+def test_un_titre_lu_sans_revalidation_vaut_le_meme_valide_par_pydantic(numero: int, support: str, centimes: int,
+                                                                        millesime: int) -> None:
+    """La lecture construit le paiement sans repasser par pydantic : rien ne doit le distinguer d'un validé."""
+    [t] = titres(f"R-2026-014;{numero};{support};ÉDENRED;{millesime};{centimes // 100}.{centimes % 100:02d};"
+                 "F01-26-05-0000123;2026-10-25")
+    valide = PaiementRecu.model_validate(t.model_dump())
+    assert t == valide and repr(t) == repr(valide)
+    assert t.model_fields_set == valide.model_fields_set
+    assert t.model_dump_json() == valide.model_dump_json()

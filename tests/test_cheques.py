@@ -111,3 +111,20 @@ def test_des_lignes_quelconques_ne_levent_que_fichier_refuse(lignes: list[list[s
             assert paiement.reference.startswith(f"{paiement.remise}/")
     except FichierRefuse:
         pass
+
+
+_TEXTE = st.text(st.sampled_from("ABCDEÉÈÇ éàz0123456789-'"), min_size=1, max_size=30).map(str.strip).filter(bool)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tireur=_TEXTE, banque=st.one_of(st.just(""), _TEXTE), facture=st.one_of(st.just(""), _TEXTE),
+       centimes=st.integers(1, 10**8), numero=st.integers(0, 10**12 - 1))
+def test_un_cheque_lu_sans_revalidation_vaut_le_meme_valide_par_pydantic(tireur: str, banque: str, facture: str,
+                                                                         centimes: int, numero: int) -> None:
+    """La lecture construit le paiement sans repasser par pydantic : rien ne doit le distinguer d'un validé."""
+    [c] = cheques(f"RC-2026-031;{numero};{tireur};{banque};{centimes // 100}.{centimes % 100:02d};{facture};"
+                  "2026-03-29")
+    valide = PaiementRecu.model_validate(c.model_dump())
+    assert c == valide and repr(c) == repr(valide)
+    assert c.model_fields_set == valide.model_fields_set
+    assert c.model_dump_json() == valide.model_dump_json()

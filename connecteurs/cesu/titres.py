@@ -17,7 +17,7 @@ import structlog
 
 from connecteurs.cfonb.cfonb120 import MOTIF_REMISE  # l'identifiant revient dans le libellé DFT
 from connecteurs.lecture_csv import champ_date, champ_montant, champ_texte, lignes_csv
-from connecteurs.modeles import PaiementRecu
+from connecteurs.modeles import PaiementRecu, construire_sans_valider
 from regie.erreurs import CollecteurErreurs
 
 log = structlog.get_logger()
@@ -26,6 +26,8 @@ PARIS: Final = ZoneInfo("Europe/Paris")
 COLONNES: Final = ("remise", "numero_titre", "support", "emetteur", "millesime", "valeur", "facture", "recu_le")
 SUPPORTS: Final = ("PAPIER", "ELECTRONIQUE")
 AGE_LIMITE: Final = 6
+_CHAMPS: Final = {"canal", "reference", "montant", "recu_le", "reference_facture", "remise", "details", "ligne",
+                  "brut"}
 
 
 def lire_titres_cesu(contenu: bytes, nom_fichier: str) -> Iterator[PaiementRecu]:
@@ -70,12 +72,13 @@ def _titre(ligne: int, champs: dict[str, str], brut: str, erreurs: CollecteurErr
                         f"{recu_le.isoformat()}")
     if len(erreurs.erreurs) != avant or numero is None or valeur is None or recu_le is None or millesime is None:
         return None
-    return PaiementRecu(
-        canal="cesu", reference=numero, montant=valeur, recu_le=debut_du_jour(recu_le),
-        reference_facture=facture, remise=remise,
-        details={"support": support, "emetteur": emetteur, "millesime": millesime, "recu_le": recu_le.isoformat()},
-        ligne=ligne, brut=brut,
-    )
+    # Valeurs contrôlées champ par champ : construites sans revalidation (un test compare à `model_validate`).
+    return construire_sans_valider(PaiementRecu, {
+        "canal": "cesu", "reference": numero, "montant": valeur, "recu_le": debut_du_jour(recu_le),
+        "reference_facture": facture, "remise": remise,
+        "details": {"support": support, "emetteur": emetteur, "millesime": millesime, "recu_le": recu_le.isoformat()},
+        "ligne": ligne, "brut": brut,
+    }, _CHAMPS)
 
 
 def debut_du_jour(jour: date) -> datetime:
