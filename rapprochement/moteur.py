@@ -42,7 +42,7 @@ from regie.domaine import FactureEtat, LigneEtat, cles_possibles, mots_du_nom, s
 from regie.progression import Progression
 from regie.registre.etats import TITRES_ACTIFS, completer
 from regie.registre.lignes import LigneFacture, encoder_json
-from regie.registre.masse import inserer_tuples, sans_ramasse_miettes, table_de
+from regie.registre.masse import curseur_du_pilote, inserer_tuples, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Affectation,
     Anomalie,
@@ -59,8 +59,8 @@ from regie.registre.modeles import (
 from regie.registre.statistiques import rafraichir_statistiques
 from regie.registre.types import maintenant
 
-__all__ = ["TITRES_ACTIFS", "BilanRapprochement", "NouveauPaiement", "rapprocher", "rapprocher_a_l_import",
-           "verrouiller"]
+__all__ = ["TITRES_ACTIFS", "BilanRapprochement", "NouveauPaiement", "inserer_paiements", "rangee_paiement",
+           "rapprocher", "rapprocher_a_l_import", "verrouiller"]
 
 log = structlog.get_logger()
 VERROU_RAPPROCHEMENT = 72_630_001
@@ -149,6 +149,18 @@ def _points_de_controle_espaces(app: Application) -> Iterator[None]:
         finally:
             brute.close()
 
+
+
+def rangee_paiement(n: NouveauPaiement, affecte: int, statut: str, anomalie: str | None, dossier_id: int | None,
+                    confirme_paiement_id: int | None, *, version: int) -> tuple[Any, ...]:
+    """La rangée d'un paiement reçu, dans l'ordre de `COLONNES_PAIEMENT` (rien en crédit ni remboursé)."""
+    return (n.id, n.canal, n.reference, n.montant, n.recu_le, n.reference_facture, n.remise_id, n.details, n.brut,
+            n.ligne, n.empreinte, n.fichier_id, affecte, 0, 0, statut, anomalie, dossier_id, confirme_paiement_id,
+            False, version, n.cree_le)
+
+
+def inserer_paiements(conn: Connection, rangees: Sequence[tuple[Any, ...]]) -> None:
+    inserer_tuples(conn, table_de(Paiement), COLONNES_PAIEMENT, rangees)
 
 # Ce qui peut résoudre la référence inconnue d'un paiement, selon son canal : l'arrivée d'une facture
 # (numéro, numéro de dette, refdet), d'un panier PayFiP, d'une remise (relevé DFT, CRCESU), d'un titre.
@@ -299,15 +311,10 @@ _PROCHES = (
 
 
 def _executer(conn: Connection, sql: str, parametres: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Une requête par le curseur du pilote, dans la transaction de `conn` (sans objet par rangée)."""
-    brute = conn.connection.dbapi_connection
-    assert brute is not None
-    curseur = brute.cursor()
-    try:
+    """Une requête par le curseur du pilote."""
+    with curseur_du_pilote(conn) as curseur:
         curseur.execute(sql, parametres)
-        return curseur.fetchall()  # type: ignore[return-value]
-    finally:
-        curseur.close()
+        return curseur.fetchall()  # type: ignore[no-any-return]
 
 
 def _lire_par(conn: Connection, sql: str, cles: Sequence[Any], *, avant: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -317,11 +324,8 @@ def _lire_par(conn: Connection, sql: str, cles: Sequence[Any], *, avant: Sequenc
     transaction de `conn` : des tuples, sans objet par rangée.
     """
     postgresql = conn.dialect.name == "postgresql"
-    brute = conn.connection.dbapi_connection
-    assert brute is not None
     resultat: list[tuple[Any, ...]] = []
-    curseur = brute.cursor()
-    try:
+    with curseur_du_pilote(conn) as curseur:
         for debut in range(0, len(cles), _PAR_REQUETE):
             morceau = list(cles[debut:debut + _PAR_REQUETE])
             if postgresql:
@@ -329,8 +333,6 @@ def _lire_par(conn: Connection, sql: str, cles: Sequence[Any], *, avant: Sequenc
             else:
                 curseur.execute(sql.format(cles="IN (" + ", ".join("?" * len(morceau)) + ")"), (*avant, *morceau))
             resultat.extend(curseur.fetchall())
-    finally:
-        curseur.close()
     return resultat
 
 
@@ -804,10 +806,9 @@ class _Lot:
     def _ecrire_paiements(self) -> None:
         """Les nouveaux : insérés avec leur décision ; les anciens : seules les colonnes qui changent."""
         nouveaux = self.nouveaux
-        inserer_tuples(self.conn, table_de(Paiement), COLONNES_PAIEMENT, [
-            (pid, n.canal, n.reference, n.montant, n.recu_le, n.reference_facture, n.remise_id,
-             n.details, n.brut, n.ligne, n.empreinte, n.fichier_id, affecte, 0, 0, statut, anomalie, dossier,
-             confirme, False, 2, n.cree_le)  # version 2 : reçu, puis décidé (comme en deux temps)
+        inserer_paiements(self.conn, [
+            # version 2 : reçu, puis décidé (comme en deux temps)
+            rangee_paiement(n, affecte, statut, anomalie, dossier, confirme, version=2)
             for pid, affecte, statut, anomalie, dossier, confirme in self.decides if (n := nouveaux.get(pid))])
         # Un nouveau que la décision laisse tel quel (une relance ne le concerne pas) n'existe pas : chaque
         # nouveau est décidé. Les anciens : par combinaison de colonnes qui changent.

@@ -55,6 +55,18 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, date) else v
 
 
+@contextmanager
+def curseur_du_pilote(conn: Connection) -> Iterator[Any]:
+    """Le curseur du pilote, dans la transaction de `conn` : des tuples, sans objet SQLAlchemy par rangée."""
+    brute = conn.connection.dbapi_connection
+    assert brute is not None
+    curseur = brute.cursor()
+    try:
+        yield curseur
+    finally:
+        curseur.close()
+
+
 def inserer_tuples(conn: Connection, table: FromClause, colonnes: Sequence[str],
                    lignes: Sequence[Sequence[Any]], *, deja_converties: Collection[str] = ()) -> None:
     """Comme `inserer`, des tuples dans l'ordre de `colonnes` : pas de dict à construire par ligne.
@@ -84,10 +96,8 @@ def inserer_tuples(conn: Connection, table: FromClause, colonnes: Sequence[str],
     if postgresql:
         # COPY : un seul aller-retour pour tout le lot, au lieu d'un par ligne ; en binaire quand les
         # types le permettent (le serveur n'a plus à lire les nombres et les dates dans du texte).
-        brute = conn.connection.dbapi_connection
-        assert brute is not None
         format_ = " (FORMAT BINARY)" if binaire is not None else ""
-        with brute.cursor() as cur, cur.copy(  # type: ignore[attr-defined]
+        with curseur_du_pilote(conn) as cur, cur.copy(
                 f"COPY {table.name} ({noms}) FROM STDIN{format_}") as copie:  # type: ignore[attr-defined]
             if binaire is not None:
                 copie.set_types(binaire)

@@ -21,14 +21,14 @@ from sqlalchemy import Connection, func, insert, or_, select, update
 
 from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.modeles import PaiementRecu
-from rapprochement.moteur import NouveauPaiement, rapprocher, rapprocher_a_l_import
+from rapprochement.moteur import NouveauPaiement, inserer_paiements, rangee_paiement, rapprocher, rapprocher_a_l_import
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture
 from regie.lecture_parallele import en_parallele
 from regie.progression import Progression
 from regie.registre.lignes import encoder_json
-from regie.registre.masse import inserer_tuples, reserver_ids, sans_ramasse_miettes, table_de
+from regie.registre.masse import reserver_ids, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Anomalie,
     Bordereau,
@@ -55,9 +55,6 @@ log = structlog.get_logger()
 CANAUX_FICHIER = {"buraliste": "buraliste", "cesu": "cesu", "crcesu": "crcesu", "cheque": "cheque",
                   "cfonb": "cfonb", "pes-retour": "pes_retour"}
 TAILLE_LOT = 2000
-COLONNES_PAIEMENT = ("id", "canal", "reference", "montant", "recu_le", "reference_facture", "remise_id", "details",
-                     "brut", "ligne", "empreinte", "fichier_id", "affecte", "en_credit", "rembourse", "statut",
-                     "decision_manuelle", "version", "cree_le")
 PAIEMENT = table_de(Paiement)
 _NUMERO_DANS_TEXTE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
 
@@ -248,9 +245,7 @@ class _Enregistrement:
 
 
 def _inserer_a_traiter(conn: Connection, paiements: Sequence[NouveauPaiement]) -> None:
-    inserer_tuples(conn, PAIEMENT, COLONNES_PAIEMENT, [(
-        p.id, p.canal, p.reference, p.montant, p.recu_le, p.reference_facture, p.remise_id, p.details, p.brut,
-        p.ligne, p.empreinte, p.fichier_id, 0, 0, 0, "a_traiter", False, 1, p.cree_le) for p in paiements])
+    inserer_paiements(conn, [rangee_paiement(p, 0, "a_traiter", None, None, None, version=1) for p in paiements])
 
 
 def _signaler_doublon(conn: Connection, paiement_id: int, recu: RecuCompact) -> None:
@@ -380,9 +375,8 @@ def _releve_buralistes(chemin: Path, nom: str) -> Iterator[PaiementRecu]:
         yield from lire_releve_flux(flux, nom)
 
 
-# Les formats qui se lisent sans la base : lus (et leurs empreintes calculées) dans un second processus
-# pendant que celui-ci enregistre, quand le fichier est gros.
-CANAUX_SANS_BASE = ("buraliste", "cesu", "crcesu", "cheque")
+# Les formats qui se lisent sans la base (`_lire_sans_base`) : lus, empreintes comprises, dans un second
+# processus pendant que celui-ci enregistre, quand le fichier dépasse ce seuil.
 SEUIL_PARALLELE = 2 << 20  # octets
 
 
