@@ -20,6 +20,8 @@ from connecteurs.cesu.titres import (
 )
 from connecteurs.modeles import PaiementRecu
 from regie.erreurs import FichierRefuse
+from regie.montants import centimes_en_euros
+from tests.paiements_recus import assert_comme_valide
 
 PARIS = ZoneInfo("Europe/Paris")
 ENTETE_TITRES = "remise;numero_titre;support;emetteur;millesime;valeur;facture;recu_le"
@@ -254,9 +256,6 @@ def test_des_octets_quelconques_ne_levent_que_fichier_refuse_crcesu(contenu: byt
 def test_un_titre_lu_sans_revalidation_vaut_le_meme_valide_par_pydantic(numero: int, support: str, centimes: int,
                                                                         millesime: int) -> None:
     """La lecture construit le paiement sans repasser par pydantic : rien ne doit le distinguer d'un validé."""
-    [t] = titres(f"R-2026-014;{numero};{support};ÉDENRED;{millesime};{centimes // 100}.{centimes % 100:02d};"
+    [t] = titres(f"R-2026-014;{numero};{support};ÉDENRED;{millesime};{centimes_en_euros(centimes)};"
                  "F01-26-05-0000123;2026-10-25")
-    valide = PaiementRecu.model_validate(t.model_dump())
-    assert t == valide and repr(t) == repr(valide)
-    assert t.model_fields_set == valide.model_fields_set
-    assert t.model_dump_json() == valide.model_dump_json()
+    assert_comme_valide(t)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,21 @@ def _datamatrix_inconnu(app: Application) -> str:
                         numero_dette=999_999, codique=col.codique, montant_centimes=2500)
 
 
-def _jouer(app: Application, dossier: Path, *, a_l_import: bool) -> None:
+def _demarrer(app: Application, dossier: Path, a_l_import: bool
+              ) -> tuple[Scenario, dict[str, Any], Callable[[], None]]:
+    """Le scénario, les options d'import et ce qui suit chaque import : rien à l'import, sinon le moteur."""
     dossier.mkdir()
-    sc = Scenario(app, dossier)
-    o = {} if a_l_import else {"rapprocher_ensuite": False}
+    o: dict[str, Any] = {} if a_l_import else {"rapprocher_ensuite": False}
 
     def apres() -> None:
         if not a_l_import:
             rapprocher(app)
 
+    return Scenario(app, dossier), o, apres
+
+
+def _jouer(app: Application, dossier: Path, *, a_l_import: bool) -> None:
+    sc, o, apres = _demarrer(app, dossier, a_l_import)
     sc.factures({**FACTURE}, autre("F01-26-05-0000201", "30.00"), autre("F01-26-05-0000202", "30.00"),
                 autre("F01-26-05-0000203", "25.00", dossier="D000777"),
                 autre("F01-26-05-0000204", "12.50", dossier="D000888",
@@ -133,14 +140,7 @@ def test_a_l_import_ou_en_deux_temps_le_registre_est_le_meme(app: Application, t
 def _jouer_croise(app: Application, dossier: Path, *, a_l_import: bool) -> None:
     """Buralistes, chèques et CESU : en lots de deux, chaque décision dépend de ce que les lots précédents
     du même fichier ont écrit (restes, suggestions, famille du tireur)."""
-    dossier.mkdir()
-    sc = Scenario(app, dossier)
-    o = {} if a_l_import else {"rapprocher_ensuite": False}
-
-    def apres() -> None:
-        if not a_l_import:
-            rapprocher(app)
-
+    sc, o, apres = _demarrer(app, dossier, a_l_import)
     dupont = {**FACTURE["payeur"], "nom": "DUPONT", "prenom": "LUC"}
     sc.factures({**FACTURE}, autre("F01-26-05-0000301", "30.00"), autre("F01-26-05-0000302", "30.00"),
                 autre("F01-26-05-0000303", "30.00", dossier="D000777"),

@@ -15,6 +15,7 @@ from connecteurs.buralistes.datamatrix import charge_utile
 from connecteurs.buralistes.releve import LIMITE_ESPECES_CENTIMES, lire_releve
 from connecteurs.modeles import PaiementRecu
 from regie.erreurs import FichierRefuse
+from tests.paiements_recus import assert_comme_valide
 
 VECTEUR = ("                                                                "
            "019504300265940033000160 94230000000000001230940124964806     4200")
@@ -448,5 +449,4 @@ def test_un_datamatrix_invalide_hors_du_controle_en_bloc_donne_le_paiement_que_p
     paiements = rapide[0]
     assert [p.details["datamatrix_valide"] for p in paiements] == [False, True, False, False, False]
     for p in paiements:
-        valide = PaiementRecu.model_validate(p.model_dump(exclude_unset=True))
-        assert p == valide and repr(p) == repr(valide) and p.model_fields_set == valide.model_fields_set
+        assert_comme_valide(p)
