@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from regie.registre.masse import RANGEES_PAR_INSTRUCTION
+from regie.registre.masse import executer_par_paquets
 
 
 def mettre_a_jour(conn: Connection, table: str, affectations: Sequence[str], cle: str,
@@ -36,24 +36,13 @@ def mettre_a_jour(conn: Connection, table: str, affectations: Sequence[str], cle
         conn.exec_driver_sql(sql, tuple(list(c) for c in zip(*lignes, strict=True)))
         return
     # SQLite : UPDATE … FROM (VALUES …) par paquets de rangées, une instruction par paquet plutôt qu'une
-    # exécution par rangée (et le verrou de Python relâché le temps de tout le paquet).
+    # exécution par rangée.
     n = len(lignes[0])
     valeurs = iter(f"v.column{i}" for i in range(1, n))
     affecter = ", ".join(_remplir(a, valeurs) for a in affectations)
-    par_paquet = max(1, min(RANGEES_PAR_INSTRUCTION, 30_000 // n))
     rangee = "(" + ", ".join("?" * n) + ")"
-
-    def instruction(k: int) -> str:
-        return (f"UPDATE {table} SET {affecter} FROM (VALUES {', '.join([rangee] * k)}) AS v "
-                f"WHERE {table}.{cle} = v.column{n}")
-
-    pleines = len(lignes) - len(lignes) % par_paquet
-    if pleines:
-        conn.exec_driver_sql(instruction(par_paquet), [
-            tuple(v for r in lignes[i:i + par_paquet] for v in r) for i in range(0, pleines, par_paquet)])
-    if pleines < len(lignes):
-        reste = lignes[pleines:]
-        conn.exec_driver_sql(instruction(len(reste)), tuple(v for r in reste for v in r))
+    executer_par_paquets(conn, lambda k: (f"UPDATE {table} SET {affecter} FROM (VALUES {', '.join([rangee] * k)}) "
+                                          f"AS v WHERE {table}.{cle} = v.column{n}"), lignes, n)
 
 
 def _remplir(gabarit: str, noms: Iterator[str]) -> str:

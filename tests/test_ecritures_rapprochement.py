@@ -47,3 +47,16 @@ def test_le_ramasse_miettes_retrouve_son_etat_meme_apres_une_erreur(actif: bool)
         assert gc.isenabled() is actif
     finally:
         gc.enable() if avant else gc.disable()
+
+
+def test_mettre_a_jour_par_paquets_pleins_et_reste_n_oublie_aucune_ligne(app: Application, tmp_path: Path) -> None:
+    """Plus de lignes qu'un paquet (SQLite : 200 rangées par instruction) : chaque ligne reçoit sa valeur."""
+    sc = Scenario(app, tmp_path)
+    sc.factures(*(autre(f"F01-26-05-{i:07d}", "30.00") for i in range(1, 451)))
+    with app.moteur.begin() as c:
+        ids = sorted(c.execute(select(Facture.id)).scalars())
+        mettre_a_jour(c, "etat_facture", ["paye = {}"], "facture_id", [(k + 1, fid) for k, fid in enumerate(ids)],
+                      ("bigint", "bigint"))
+    with app.moteur.connect() as c:
+        payes = dict(c.execute(select(EtatFacture.facture_id, EtatFacture.paye)).all())
+    assert [payes[fid] for fid in ids] == list(range(1, 451))

@@ -107,17 +107,26 @@ def inserer_tuples(conn: Connection, table: FromClause, colonnes: Sequence[str],
     marque = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     rangee = f"({', '.join([marque] * len(colonnes))})"
     debut = f"INSERT INTO {table.name} ({noms}) VALUES "  # type: ignore[attr-defined]
-    # Plusieurs rangées par instruction : le pilote SQLite exécute chaque jeu de paramètres à part
-    # (liaison, pas, remise à zéro) ; 200 rangées d'un coup divisent ce coût fixe par 200.
-    par_instruction = max(1, min(RANGEES_PAR_INSTRUCTION, LIMITE_PARAMETRES // len(colonnes)))
-    pleines = len(donnees) - len(donnees) % par_instruction
+    executer_par_paquets(conn, lambda k: debut + ", ".join([rangee] * k), donnees, len(colonnes))
+
+
+def executer_par_paquets(conn: Connection, instruction: Callable[[int], str], rangees: Sequence[Sequence[Any]],
+                         largeur: int) -> None:
+    """Plusieurs rangées par instruction (`instruction(k)` : le SQL de k rangées de `largeur` paramètres).
+
+    Le pilote SQLite exécute chaque jeu de paramètres à part (liaison, pas, remise à zéro) ; 200 rangées
+    d'un coup divisent ce coût fixe par 200, et le verrou de Python reste relâché tout le paquet. Les
+    paquets pleins partent en une exécution multiple, le reste en une instruction.
+    """
+    par_paquet = max(1, min(RANGEES_PAR_INSTRUCTION, LIMITE_PARAMETRES // largeur))
+    pleines = len(rangees) - len(rangees) % par_paquet
     if pleines:
-        largeur = par_instruction * len(colonnes)
-        plat = [v for r in donnees[:pleines] for v in r]
-        conn.exec_driver_sql(debut + ", ".join([rangee] * par_instruction),
-                             [tuple(plat[i:i + largeur]) for i in range(0, len(plat), largeur)])
-    if pleines < len(donnees):
-        conn.exec_driver_sql(debut + rangee, donnees[pleines:])
+        pas = par_paquet * largeur
+        plat = [v for r in rangees[:pleines] for v in r]
+        conn.exec_driver_sql(instruction(par_paquet), [tuple(plat[i:i + pas]) for i in range(0, len(plat), pas)])
+    if pleines < len(rangees):
+        reste = rangees[pleines:]
+        conn.exec_driver_sql(instruction(len(reste)), tuple(v for r in reste for v in r))
 
 
 def _type_binaire(colonne: Any) -> str | None:

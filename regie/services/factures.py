@@ -340,8 +340,9 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
     (`parallele`, par défaut au-delà de `SEUIL_PARALLELE` octets).
     """
     referentiel = app.referentiel
+    taille = chemin.stat().st_size
     if parallele is None:
-        parallele = chemin.stat().st_size >= SEUIL_PARALLELE
+        parallele = taille >= SEUIL_PARALLELE
 
     def faire(conn: Connection, fichier_id: int, nom: str) -> _Import:
         erreurs = CollecteurErreurs(nom)
@@ -353,7 +354,6 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
                 yield from lire_par_lots(lire_jsonl(flux, nom, referentiel, lues), lues)
 
         # Dans la transaction : un import refusé ou interrompu rend les index tels qu'ils étaient.
-        taille = chemin.stat().st_size
         differes = _index_differes(conn, taille)
         if taille >= SEUIL_PARALLELE:
             imp.precharger_dossiers(taille // OCTETS_PAR_FACTURE)
