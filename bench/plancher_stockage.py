@@ -8,9 +8,9 @@ aucun contrôle métier. C'est une borne basse de tout import et de tout rapproc
 
 - côté factures : N factures (leurs 3 lignes dans la facture, en JSON) et leur état (ce qu'écrit
   `regie factures importer` ; l'émission d'une facture n'est pas recopiée dans le compte famille) ;
-- côté paiements : N paiements, N affectations (parts par ligne en JSON), N mouvements du compte
-  famille, puis les mises à jour de l'état des factures et des paiements (ce qu'écrivent l'import des
-  paiements et le rapprochement quand chaque paiement solde sa facture).
+- côté paiements : N paiements, N affectations (parts par ligne en JSON ; l'affectation du moteur est
+  aussi l'écriture du compte famille), puis les mises à jour de l'état des factures et des paiements
+  (ce qu'écrivent l'import des paiements et le rapprochement quand chaque paiement solde sa facture).
 
 Deux variantes : le schéma tel quel, et un schéma « allégé » sans clés étrangères ni les index
 secondaires de `facture` et `etat_facture` qui servent aux suggestions, aux comptes et aux reprises :
@@ -78,16 +78,10 @@ def etapes(dialecte: str, n: int) -> list[tuple[str, str, str]]:
                 || ';2026-06-02', v + 1, {e['hex']}, 0, 0, 0, 'a_traiter', {e['faux']}, 1, {e['instant']}
             FROM s"""),
         ("paiements", "affectations", f"""
-            INSERT INTO affectation (paiement_id, facture_id, montant, parts, regle, preuve, auteur, cree_le)
+            INSERT INTO affectation (paiement_id, facture_id, montant, parts, regle, preuve, auteur, cree_le,
+                imputation)
             SELECT id, id, montant, '[[1,2800],[2,2800],[3,2800]]', 'cheque_numero_facture', '{DETAILS}',
-                'systeme', {e['instant']}
-            FROM facture ORDER BY id"""),
-        ("paiements", "mouvements", f"""
-            INSERT INTO mouvement_compte (dossier_id, quand, nature, libelle, montant, delta_du, delta_credit,
-                delta_tresor, facture_id, paiement_id, cree_le)
-            SELECT dossier_id, {e['instant']}, 'paiement',
-                'Paiement cheque RC-000001/' || {e['num'].replace('v', 'id')} || ' affecté à la facture ' || numero,
-                montant, -montant, 0, 0, id, id, {e['instant']}
+                'systeme', {e['instant']}, 'du'
             FROM facture ORDER BY id"""),
         ("paiements", "factures payées", "UPDATE etat_facture SET paye = montant, statut = 'payee'"),
         ("paiements", "paiements affectés", f"UPDATE paiement SET affecte = montant, statut = 'affecte', "

@@ -44,13 +44,13 @@ from regie.registre.etats import TITRES_ACTIFS, completer
 from regie.registre.lignes import LigneFacture, encoder_json
 from regie.registre.masse import curseur_du_pilote, inserer_tuples, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
+    CONDITION_OUVERTES,
     Affectation,
     Anomalie,
     Bordereau,
     Facture,
     LignePanierPayfip,
     LigneTitre,
-    MouvementCompte,
     OperationPayfip,
     Paiement,
     Remise,
@@ -69,9 +69,8 @@ LOTS_PAR_TRANSACTION = 5
 # Pages du journal WAL (4 Kio) avant un point de contrôle pendant le rapprochement (1000 par défaut) :
 # une page d'index réécrite par plusieurs transactions n'est recopiée dans la base qu'une fois.
 PAGES_AVANT_POINT_DE_CONTROLE = 20_000
-COLONNES_AFFECTATION = ("paiement_id", "facture_id", "montant", "parts", "regle", "preuve", "auteur", "cree_le")
-COLONNES_MOUVEMENT = ("dossier_id", "quand", "nature", "libelle", "montant", "delta_du", "delta_credit", "delta_tresor",
-                      "facture_id", "paiement_id", "cree_le")
+COLONNES_AFFECTATION = ("paiement_id", "facture_id", "montant", "parts", "regle", "preuve", "auteur", "cree_le",
+                        "imputation")
 COLONNES_ANOMALIE = ("paiement_id", "code", "statut", "raison", "preuve", "suggestions", "cree_le")
 COLONNES_PAIEMENT = ("id", "canal", "reference", "montant", "recu_le", "reference_facture", "remise_id", "details",
                      "brut", "ligne", "empreinte", "fichier_id", "affecte", "en_credit", "rembourse", "statut",
@@ -229,7 +228,7 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
     progression.terminer()
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
              anomalies=bilan.anomalies)
-    rafraichir_statistiques(app.moteur, ("affectation", "mouvement_compte", "anomalie"), bilan.examines)
+    rafraichir_statistiques(app.moteur, ("affectation", "anomalie"), bilan.examines)
     return bilan
 
 
@@ -300,13 +299,15 @@ _COLONNES_FACTURE = ("f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.st
                      "f.echeance, f.refdet, f.nom, f.prenom, f.payeur_cle, f.lignes")
 _FROM_FACTURE = ("FROM facture f JOIN etat_facture e ON e.facture_id = f.id JOIN dossier d ON d.id = f.dossier_id")
 # Suggestions : les factures encore entières (les plus anciennes d'abord), puis les entamées (montant, id).
+# Chaque requête par le reste dû répète la condition de l'index partiel des restes (`_OUVERTES`).
+_OUVERTES = "e." + CONDITION_OUVERTES
 _PROCHES = (
     "SELECT f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
-    f"f.echeance, f.nom {_FROM_FACTURE} WHERE e.reste_du = {{p}} AND e.statut = 'emise' AND e.montant = {{p}} "
-    "ORDER BY e.facture_id LIMIT 5",
+    f"f.echeance, f.nom {_FROM_FACTURE} WHERE {_OUVERTES} AND e.reste_du = {{p}} AND e.statut = 'emise' "
+    "AND e.montant = {p} ORDER BY e.facture_id LIMIT 5",
     "SELECT f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
-    f"f.echeance, f.nom {_FROM_FACTURE} WHERE e.reste_du = {{p}} AND e.statut = 'partiellement_payee' "
-    "AND e.montant > {p} ORDER BY e.montant, e.facture_id LIMIT 5",
+    f"f.echeance, f.nom {_FROM_FACTURE} WHERE {_OUVERTES} AND e.reste_du = {{p}} "
+    "AND e.statut = 'partiellement_payee' AND e.montant > {p} ORDER BY e.montant, e.facture_id LIMIT 5",
 )
 
 
@@ -338,7 +339,7 @@ def _lire_par(conn: Connection, sql: str, cles: Sequence[Any], *, avant: Sequenc
 
 # Une facture candidate à la famille d'un tireur : sa place (échéance, numéro) et son id.
 Candidate = tuple[tuple[date, str], int]
-STATUTS_FAMILLE = ("emise", "partiellement_payee")
+STATUTS_FAMILLE = ("emise", "partiellement_payee")  # ceux de CONDITION_OUVERTES
 
 
 class _Memoire:
@@ -425,10 +426,9 @@ class _Memoire:
         rangees = _lire_par(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.statut, f.payeur_cle "
                                        "FROM etat_facture e JOIN facture f ON f.id = e.facture_id "
                                        f"WHERE f.payeur_cle IN ({', '.join([self.marque] * len(cles))}) "
-                                       "AND e.reste_du {cles}", montants, avant=cles)
-        for echeance, numero, m, fid, statut, cle in rangees:
-            if statut in STATUTS_FAMILLE:
-                self.familles.setdefault(m, {}).setdefault(cle, {})[fid] = ((_jour(echeance), numero), fid)
+                                       f"AND {_OUVERTES} AND e.reste_du {{cles}}", montants, avant=cles)
+        for echeance, numero, m, fid, _statut, cle in rangees:
+            self.familles.setdefault(m, {}).setdefault(cle, {})[fid] = ((_jour(echeance), numero), fid)
 
     def candidates(self, montant: int, mots: frozenset[str]) -> list[Candidate]:
         """Les factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots du tireur,
@@ -497,7 +497,6 @@ class _Lot:
         self.factures = memoire.factures
         self.factures_modifiees: set[int] = set()
         self.affectations: list[tuple[Any, ...]] = []
-        self.mouvements: list[tuple[Any, ...]] = []
         self.anomalies: list[tuple[Any, ...]] = []
         self.anomalies_closes: list[int] = []
         # Les paiements décidés : (id, affecté, statut, anomalie, dossier, confirmé) ; les nouveaux à insérer.
@@ -738,12 +737,9 @@ class _Lot:
                 f.statut = statut_facture(f.montant, f.paye, f.avoirs, f.titree)
                 self.factures_modifiees.add(fid)
                 dossier_id = dossier_id or f.dossier_id
+                # L'affectation est aussi l'écriture du compte famille (voir `Affectation.imputation`).
                 self.affectations.append((p.id, fid, montant, encoder_json(parts), d.regle, preuve, "systeme",
-                                          self.now))
-                self.mouvements.append((
-                    f.dossier_id, p.recu_le, "paiement",
-                    f"Paiement {p.canal} {p.reference} affecté à la facture {f.numero}"[:300],
-                    montant, 0 if f.titree else -montant, 0, -montant if f.titree else 0, fid, p.id, self.now))
+                                          self.now, "tresor" if f.titree else "du"))
         affecte = d.affecte
         if d.anomalie:
             statut = "en_anomalie"
@@ -779,7 +775,6 @@ class _Lot:
                               resolution="rapprochement_automatique"))
         self._ecrire_paiements()
         inserer_tuples(c, table_de(Affectation), COLONNES_AFFECTATION, self.affectations)
-        inserer_tuples(c, table_de(MouvementCompte), COLONNES_MOUVEMENT, self.mouvements)
         inserer_tuples(c, table_de(Anomalie), COLONNES_ANOMALIE, self.anomalies,
                        deja_converties=("preuve", "suggestions"))
         # Une colonne indexée n'est écrite que si sa valeur change : sous SQLite, l'écrire coûte la

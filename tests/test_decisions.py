@@ -12,6 +12,7 @@ from rapprochement.decisions import DecisionRefusee
 from rapprochement.moteur import rapprocher
 from regie.application import Application
 from regie.registre.modeles import Affectation, Anomalie, Audit, MouvementCompte, Paiement, Remboursement
+from regie.services.compte import historique
 from tests.scenarios import FACTURE, Scenario, autre, facture
 from tests.test_factures_import import verifier_invariants
 
@@ -144,6 +145,23 @@ def test_un_cheque_impaye_est_annule_la_facture_rouverte_et_l_historique_dit_pou
     assert sc.famille("D004512")["du"] == "107.00"
     verifier_invariants(sc.app)
     verifier_paiements(sc.app)
+
+
+def test_le_compte_famille_deroule_factures_paiement_du_moteur_et_annulation_dans_l_ordre(sc: Scenario) -> None:
+    """L'affectation faite par le moteur est la ligne « paiement » du compte, à la date du chèque."""
+    sc.cheques(("RC-6", "1", "MARTIN CLAIRE", "77.00", F), recu_le="2026-05-15")
+    i, v = pid(sc, "cheque", "RC-6/1")
+    decisions.annuler_paiement(sc.app, i, qui="regisseur", motif="chèque revenu impayé", version=v)
+    lignes = historique(sc.app, "D004512")
+    assert [(x.nature, x.delta_du, x.du) for x in lignes] == [
+        ("facture", 7700, 7700), ("facture", 3000, 10700), ("paiement", -7700, 3000), ("annulation", 7700, 10700)]
+    paiement = lignes[2]
+    assert paiement.libelle == f"Paiement cheque RC-6/1 affecté à la facture {F}"
+    assert (paiement.facture, paiement.paiement_id, paiement.montant) == (F, i, 7700)
+    assert paiement.quand.date().isoformat() == "2026-05-14"  # minuit à Paris, le 15, en UTC
+    assert lignes[-1].quand > paiement.quand
+    assert sc.famille("D004512")["du"] == "107.00"
+    verifier_invariants(sc.app)
 
 
 def test_defaire_une_affectation_remet_l_argent_en_revue_puis_on_la_refait_ailleurs(sc: Scenario) -> None:

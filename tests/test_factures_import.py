@@ -22,6 +22,7 @@ from regie.registre.modeles import (
     MouvementCompte,
     Paiement,
 )
+from regie.services.compte import journal, soldes_par_dossier
 from regie.services.etat import etat
 from regie.services.factures import importer_fichier_factures, pousser_objets
 from regie.services.verification import verifier
@@ -333,13 +334,14 @@ def verifier_invariants(app: Application) -> None:
         du_attendu = dict(c.execute(select(Facture.dossier_id, func.sum(reste))
                                     .join(EtatFacture, EtatFacture.facture_id == Facture.id)
                                     .where(EtatFacture.statut != "titree").group_by(Facture.dossier_id)).all())
-        # Le journal : l'émission de chaque facture, puis les mouvements.
-        du_journal = dict(c.execute(select(Facture.dossier_id, func.sum(Facture.montant))
-                                    .group_by(Facture.dossier_id)).all())
-        for dossier_id, delta in c.execute(select(MouvementCompte.dossier_id, func.sum(MouvementCompte.delta_du))
-                                           .group_by(MouvementCompte.dossier_id)):
-            du_journal[dossier_id] = du_journal.get(dossier_id, 0) + delta
+        # Le journal, tel que le lisent `regie etat` et les pages (émissions, affectations du moteur,
+        # mouvements), et, dossier par dossier, tel que le déroule `regie compte`.
+        soldes = soldes_par_dossier()
+        du_journal = {d: int(du) for d, du in c.execute(select(soldes.c.dossier_id, soldes.c.du))}
         assert {k: v for k, v in du_journal.items() if v} == {k: v for k, v in du_attendu.items() if v}
+        for dossier_id in sorted(du_journal)[:50]:
+            lignes = journal(c, dossier_id)
+            assert lignes[-1].du == du_journal[dossier_id]
         # Le crédit : avoirs au-delà des factures et excédents de paiements gardés pour la famille.
         credit_attendu: dict[int, int] = {}
         for dossier_id, credit in [*c.execute(select(Avoir.dossier_id, func.sum(Avoir.montant - Avoir.affecte))

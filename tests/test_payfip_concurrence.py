@@ -23,7 +23,8 @@ from connecteurs.payfip import TransportPayfip
 from connecteurs.payfip.simulateur import Scenario, SimulateurPayfip
 from regie.api.app import creer_app
 from regie.application import Application
-from regie.registre.modeles import Affectation, EtatFacture, MouvementCompte, OperationPayfip, Paiement
+from regie.registre.modeles import Affectation, Dossier, EtatFacture, OperationPayfip, Paiement
+from regie.services.compte import journal
 from regie.services.etat import etat
 from regie.services.factures import pousser_objets
 from regie.services.payfip import (
@@ -151,10 +152,12 @@ def test_notifications_et_consultations_simultanees_ne_creditent_qu_une_fois(
         factures = conn.execute(select(EtatFacture.montant, EtatFacture.paye, EtatFacture.statut)).all()
         assert all((f.paye, f.statut) == (f.montant, "payee") for f in factures)
         assert conn.execute(select(func.sum(Affectation.montant))).scalar_one() == 5250 * MANCHES
-        par_paiement = conn.execute(select(MouvementCompte.paiement_id, func.count())
-                                    .where(MouvementCompte.paiement_id.is_not(None))
-                                    .group_by(MouvementCompte.paiement_id)).all()
-        assert len(par_paiement) == MANCHES
+        # Au compte de chaque famille : le panier une seule fois (une ligne par facture payée), quelle que
+        # soit la voie gagnante.
+        for (dossier_id,) in conn.execute(select(Dossier.id)):
+            lignes = [x for x in journal(conn, dossier_id) if x.paiement_id is not None]
+            assert {x.nature for x in lignes} == {"paiement"} and len({x.paiement_id for x in lignes}) == 1
+            assert sorted(x.delta_du for x in lignes) == [-4200, -1050]
     familles = etat(app)["familles"]
     assert [(f["du"], f["credit"]) for f in familles] == [("0.00", "0.00")] * MANCHES
     assert simulateur.operations()[0].consultations >= 2  # la course a bien eu lieu

@@ -24,7 +24,8 @@ from regie.api.app import creer_app
 from regie.api.securite import creer_cle
 from regie.application import Application
 from regie.parametres import PayfipConfig
-from regie.registre.modeles import Dossier, LignePanierPayfip, MouvementCompte, OperationPayfip, Paiement
+from regie.registre.modeles import Dossier, LignePanierPayfip, OperationPayfip, Paiement
+from regie.services.compte import historique
 from regie.services.etat import etat
 from regie.services.factures import pousser_objets
 from regie.services.payfip import (
@@ -400,6 +401,6 @@ def test_la_commande_payfip_consulter_enregistre_le_paiement(
     assert r.returncode == 0, r.stderr
     assert "1 opération(s) PayFiP consultée(s) : 1 payee" in r.stdout
     assert factures_par_numero(app)["F2611-0000001"]["statut"] == "payee"
-    with app.moteur.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(MouvementCompte).where(
-            MouvementCompte.paiement_id.is_not(None))).scalar_one() >= 1
+    (dossier,) = {f["dossier"] for f in etat(app)["factures"] if f["numero"] == "F2611-0000001"}
+    assert [x.libelle for x in historique(app, dossier) if x.nature == "paiement"] == [
+        f"Paiement payfip {id_op} affecté à la facture F2611-0000001"]

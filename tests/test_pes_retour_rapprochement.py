@@ -11,6 +11,7 @@ from sqlalchemy import select
 from exports.titres import emettre_titres
 from regie.application import Application
 from regie.registre.modeles import Bordereau, Titre
+from regie.services.compte import historique
 from tests.scenarios import Scenario, autre
 from tests.test_decisions import verifier_paiements
 from tests.test_factures_import import verifier_invariants
@@ -76,6 +77,13 @@ def test_une_collecte_que_personne_n_a_signalee_est_un_nouveau_paiement_du_titre
     avant = sc.etat()
     sc.importer("pes-retour", contenu.replace(b'TypRestit V="02"', b'TypRestit V="03"'), "stock.xml")
     assert sc.etat() == avant
+    # Au compte famille : la facture passe au Trésor avec son titre, puis chaque collecte réduit ce qui
+    # y est dû, à sa date ; rien n'est dû à la régie.
+    lignes = historique(sc.app, "D004512")
+    assert [(x.nature, x.delta_du, x.delta_tresor, x.du, x.tresor) for x in lignes][-2:] == [
+        ("paiement", 0, -2500, 0, 3500), ("paiement", 0, -3500, 0, 0)]
+    assert [x.quand.date().isoformat() for x in lignes[-2:]] == ["2026-06-11", "2026-06-19"]
+    assert sc.famille("D004512") == {"dossier": "D004512", "du": "0.00", "credit": "0.00"}
     verifier_invariants(sc.app)
 
 

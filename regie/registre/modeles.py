@@ -166,6 +166,11 @@ class Facture(Base):
     __table_args__ = (CheckConstraint("montant > 0", name="montant_positif"),)
 
 
+# La condition de l'index partiel des restes : une requête qui veut s'en servir la répète telle quelle
+# (SQLite ne reconnaît que ce terme exact).
+CONDITION_OUVERTES = "statut IN ('emise', 'partiellement_payee')"
+
+
 class EtatFacture(Base):
     """Ce qui change d'une facture : payé, avoirs, statut ; une rangée étroite par facture.
 
@@ -189,10 +194,13 @@ class EtatFacture(Base):
         CheckConstraint("paye + avoirs <= montant", name="reste_positif"),
         CheckConstraint("statut IN ('emise', 'partiellement_payee', 'payee', 'annulee', 'titree')",
                         name="statut"),
-        # Reste égal à un montant : famille du tireur, suggestions (entières et entamées), tableau de bord.
+        # Reste égal à un montant : famille du tireur, suggestions (entières et entamées).
         # L'identifiant en dernier : les suggestions se lisent dans l'ordre de l'index, arrêtées aux cinq
         # premières (SQLite y met le rowid de lui-même ; PostgreSQL trierait sinon tout le reste égal).
-        Index("ix_etat_facture_reste_du", "reste_du", "statut", "montant", "facture_id"),
+        # Partiel : seules les factures ouvertes y sont cherchées ; une facture soldée en sort sans y
+        # rentrer à une autre place (une page d'index de moins réécrite par paiement).
+        Index("ix_etat_facture_reste_du", "reste_du", "statut", "montant", "facture_id",
+              sqlite_where=text(CONDITION_OUVERTES), postgresql_where=text(CONDITION_OUVERTES)),
     )
 
     @property
@@ -320,8 +328,15 @@ class Affectation(Base):
     annule_id: Mapped[int | None]
     auteur: Mapped[str] = mapped_column(String(100), default="systeme")
     cree_le: Mapped[datetime] = mapped_column(default=maintenant)
+    # Une affectation du moteur est elle-même l'écriture du compte famille (« paiement affecté », à la
+    # date du paiement) : 'du' si elle réduit ce que la famille doit à la régie, 'tresor' si la facture
+    # était titrée. NULL : un mouvement de `mouvement_compte` l'inscrit (décisions des agents, avoirs,
+    # annulations). Un million de paiements, c'est un million de mouvements et d'entrées d'index de moins.
+    imputation: Mapped[str | None] = mapped_column(String(6))
     __table_args__ = (
         CheckConstraint("montant <> 0", name="montant_non_nul"),
+        CheckConstraint("imputation IS NULL OR (imputation IN ('du', 'tresor') AND paiement_id IS NOT NULL)",
+                        name="imputation"),
         CheckConstraint("(paiement_id IS NULL) <> (avoir_id IS NULL)", name="une_source"),
         Index("ix_affectation_paiement_id", "paiement_id", sqlite_where=text("paiement_id IS NOT NULL"),
               postgresql_where=text("paiement_id IS NOT NULL")),
@@ -359,8 +374,8 @@ class MouvementCompte(Base):
 
     Chaque mouvement dit son effet sur ce que la famille doit à la régie (`delta_du`),
     sur son crédit (`delta_credit`) et sur ce qu'elle doit au Trésor (`delta_tresor`).
-    Table volumineuse (un mouvement par facture et par paiement affecté) : pas de clé étrangère
-    déclarée, voir `Facture`.
+    Les affectations du moteur n'y sont pas recopiées : elles portent leur imputation (voir
+    `Affectation.imputation`) et le journal les lit là. Pas de clé étrangère déclarée, voir `Facture`.
     """
 
     __tablename__ = "mouvement_compte"

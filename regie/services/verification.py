@@ -172,8 +172,11 @@ def _compte_famille(conn: Connection, bilan: BilanVerification) -> None:
           "JOIN etat_facture e ON e.facture_id = f.id WHERE e.statut <> 'titree' GROUP BY f.dossier_id")
     credit = ("SELECT d, sum(v) AS v FROM (SELECT dossier_id AS d, montant - affecte AS v FROM avoir "
               "UNION ALL SELECT dossier_id, en_credit FROM paiement WHERE en_credit > 0) c GROUP BY d")
-    # Le journal : l'émission de chaque facture (tirée de la facture) et les mouvements.
+    # Le journal : l'émission de chaque facture (tirée de la facture), les affectations du moteur (leur
+    # imputation) et les mouvements.
     journal_du = ("SELECT d, sum(v) AS v FROM (SELECT dossier_id AS d, montant AS v FROM facture "
+                  "UNION ALL SELECT f.dossier_id, -a.montant FROM affectation a JOIN facture f ON f.id = a.facture_id "
+                  "WHERE a.imputation = 'du' "
                   "UNION ALL SELECT dossier_id, delta_du FROM mouvement_compte) j GROUP BY d")
     journal_credit = "SELECT dossier_id AS d, sum(delta_credit) AS v FROM mouvement_compte GROUP BY dossier_id"
     for nom, attendu_sql, journal_sql in (("du", du, journal_du), ("credit", credit, journal_credit)):

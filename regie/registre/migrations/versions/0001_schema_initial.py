@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 08:44:50.622295
+Create Date: 2026-12-02 11:24:52.340427
 """
 
 from alembic import op
@@ -33,6 +33,11 @@ def upgrade() -> None:
         sa.Column("annule_id", sa.Integer(), nullable=True),
         sa.Column("auteur", sa.String(length=100), nullable=False),
         sa.Column("cree_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
+        sa.Column("imputation", sa.String(length=6), nullable=True),
+        sa.CheckConstraint(
+            "imputation IS NULL OR (imputation IN ('du', 'tresor') AND paiement_id IS NOT NULL)",
+            name=op.f("ck_affectation_imputation"),
+        ),
         sa.CheckConstraint("(paiement_id IS NULL) <> (avoir_id IS NULL)", name=op.f("ck_affectation_une_source")),
         sa.CheckConstraint("montant <> 0", name=op.f("ck_affectation_montant_non_nul")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_affectation")),
@@ -115,7 +120,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("facture_id", name=op.f("pk_etat_facture")),
     )
     with op.batch_alter_table("etat_facture", schema=None) as batch_op:
-        batch_op.create_index("ix_etat_facture_reste_du", ["reste_du", "statut", "montant", "facture_id"], unique=False)
+        batch_op.create_index(
+            "ix_etat_facture_reste_du",
+            ["reste_du", "statut", "montant", "facture_id"],
+            unique=False,
+            sqlite_where=sa.text("statut IN ('emise', 'partiellement_payee')"),
+            postgresql_where=sa.text("statut IN ('emise', 'partiellement_payee')"),
+        )
 
     op.create_table(
         "execution",
@@ -698,7 +709,11 @@ def downgrade() -> None:
 
     op.drop_table("execution")
     with op.batch_alter_table("etat_facture", schema=None) as batch_op:
-        batch_op.drop_index("ix_etat_facture_reste_du")
+        batch_op.drop_index(
+            "ix_etat_facture_reste_du",
+            sqlite_where=sa.text("statut IN ('emise', 'partiellement_payee')"),
+            postgresql_where=sa.text("statut IN ('emise', 'partiellement_payee')"),
+        )
 
     op.drop_table("etat_facture")
     op.drop_table("dossier")
