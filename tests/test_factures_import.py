@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from structlog.testing import capture_logs
 
 from regie.application import Application
 from regie.erreurs import FichierRefuse
@@ -25,6 +29,7 @@ from regie.registre.modeles import (
 from regie.services.compte import journal, soldes_par_dossier
 from regie.services.etat import etat
 from regie.services.factures import importer_fichier_factures, pousser_objets
+from regie.services.fichiers import MARGE_SIGNATURE_NS
 from regie.services.verification import verifier
 
 FACTURE: dict[str, Any] = {
@@ -128,6 +133,40 @@ def test_reimporter_le_meme_fichier_ne_change_rien(app: Application, tmp_path: P
     assert "déjà importé" in rapport.message()
     assert etat(app) == avant
     assert compter(app, Facture) == 2
+
+
+def test_un_fichier_inchange_est_reconnu_sans_etre_relu_mais_un_contenu_change_est_relu(
+        app: Application, tmp_path: Path) -> None:
+    """Le fichier de la veille, inchangé, est reconnu par sa signature (sans relire ses Go) ; la moindre
+    réécriture, même de même taille et avec sa date de modification remise, est relue."""
+    chemin = ecrire(tmp_path, "f.jsonl", [facture("F01-26-05-0000123")])
+    time.sleep(MARGE_SIGNATURE_NS / 1e9 + 0.1)  # le fichier ne bouge plus depuis plus d'une seconde
+    importer_fichier_factures(app, chemin)
+    with capture_logs() as evenements:
+        rapport = importer_fichier_factures(app, chemin)
+    assert rapport.deja_importe
+    (deja,) = [e for e in evenements if e["event"] == "fichier_deja_importe"]
+    assert deja["reconnu_par"] == "signature" and deja["sha256"] == hashlib.sha256(chemin.read_bytes()).hexdigest()
+    # Même taille, autre contenu, date de modification remise à l'ancienne : le ctime a bougé, il est relu.
+    ancien = chemin.stat()
+    chemin.write_bytes(chemin.read_bytes().replace(b"0000123", b"0000124"))
+    os.utime(chemin, ns=(ancien.st_atime_ns, ancien.st_mtime_ns))
+    assert chemin.stat().st_size == ancien.st_size
+    rapport = importer_fichier_factures(app, chemin)
+    assert not rapport.deja_importe and rapport.importes == 1
+    assert compter(app, Facture) == 2
+
+
+def test_un_fichier_qui_vient_d_etre_ecrit_est_toujours_relu(app: Application, tmp_path: Path) -> None:
+    """Écrit dans la seconde qui précède sa lecture : une réécriture dans le même grain d'horloge ne
+    changerait pas ses dates ; il ne garde pas de signature et sera relu (reconnu par son SHA-256)."""
+    chemin = ecrire(tmp_path, "f.jsonl", [facture()])
+    importer_fichier_factures(app, chemin)
+    with app.sessions() as s:
+        assert s.scalars(select(FichierRecu.signature)).all() == [None]
+    with capture_logs() as evenements:
+        assert importer_fichier_factures(app, chemin).deja_importe
+    assert [e["reconnu_par"] for e in evenements if e["event"] == "fichier_deja_importe"] == ["sha256"]
 
 
 def test_les_memes_objets_dans_un_autre_fichier_sont_comptes_deja_importes(app: Application, tmp_path: Path) -> None:

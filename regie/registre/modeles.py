@@ -89,9 +89,14 @@ class FichierRecu(Base):
     erreurs: Mapped[list[Any]] = mapped_column(default=list)
     origine: Mapped[str | None] = mapped_column(String(255))
     chemin_quarantaine: Mapped[str | None] = mapped_column(String(500))
+    # Identité et dates du fichier lu (voir `regie.services.fichiers.signature_fichier`) : le même fichier,
+    # inchangé, est reconnu sans être relu. NULL si le fichier bougeait encore quand il a été lu.
+    signature: Mapped[str | None] = mapped_column(String(120))
     recu_le: Mapped[datetime] = mapped_column(default=maintenant)
     __table_args__ = (
         CheckConstraint("statut IN ('importe', 'refuse')", name="statut"),
+        Index("ix_fichier_recu_signature", "canal", "signature", sqlite_where=text("signature IS NOT NULL"),
+              postgresql_where=text("signature IS NOT NULL")),
         # Un même contenu n'est importé qu'une fois par canal, même par deux processus à la fois.
         Index("uq_fichier_recu_importe", "canal", "sha256", unique=True,
               sqlite_where=text("statut = 'importe'"), postgresql_where=text("statut = 'importe'")),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,30 @@ class RapportImport:
         return msg
 
 
+# Un fichier déjà importé est reconnu sans être relu, comme git reconnaît un fichier inchangé : par son
+# identité et ses dates dans le système de fichiers (`signature_fichier`). Le ctime ne se règle pas à la
+# main (touch le remet à l'heure) : un contenu changé change la signature. Une signature n'est gardée
+# que si le fichier n'a pas bougé pendant la seconde qui précède sa lecture : une écriture dans le même
+# grain d'horloge que la lecture passerait sinon inaperçue.
+MARGE_SIGNATURE_NS = 1_000_000_000
+
+
+def signature_fichier(etat: os.stat_result) -> str:
+    """Appareil, inode, taille, dates de modification et de changement (ns)."""
+    return f"{etat.st_dev}:{etat.st_ino}:{etat.st_size}:{etat.st_mtime_ns}:{etat.st_ctime_ns}"
+
+
+def _empreinte_et_signature(chemin: Path) -> tuple[str, int, str | None]:
+    """SHA-256 et taille du contenu ; la signature si le fichier était stable avant et pendant la lecture."""
+    avant = chemin.stat()
+    debut = time.time_ns()
+    sha, taille = empreinte_fichier(chemin)
+    signature = signature_fichier(avant)
+    stable = (max(avant.st_mtime_ns, avant.st_ctime_ns) < debut - MARGE_SIGNATURE_NS
+              and signature_fichier(chemin.stat()) == signature and taille == avant.st_size)
+    return sha, taille, signature if stable else None
+
+
 def empreinte_fichier(chemin: Path) -> tuple[str, int]:
     with chemin.open("rb") as f:
         # file_digest lit dans un tampon réutilisé, sans une copie par bloc.
@@ -57,12 +83,19 @@ def deja_importe(conn: Connection, canal: str, sha256: str) -> bool:
         FichierRecu.statut == "importe")).first() is not None
 
 
+def reconnu_par_signature(conn: Connection, canal: str, signature: str) -> str | None:
+    """Le SHA-256 du fichier importé sur ce canal qui avait cette signature, s'il y en a un."""
+    return conn.execute(select(FichierRecu.sha256).where(
+        FichierRecu.canal == canal, FichierRecu.signature == signature,
+        FichierRecu.statut == "importe")).scalar()
+
+
 def ouvrir_fichier(conn: Connection, nom: str, sha256: str, canal: str, taille: int,
-                   origine: str | None) -> int:
+                   origine: str | None, signature: str | None = None) -> int:
     """Inscrit le fichier comme importé dans la transaction de l'import (annulée avec lui)."""
     return int(conn.execute(insert(FichierRecu).returning(FichierRecu.id), {
         "nom": nom, "sha256": sha256, "canal": canal, "statut": "importe", "taille": taille,
-        "nb_enregistrements": 0, "nb_ignores": 0, "erreurs": [], "origine": origine,
+        "nb_enregistrements": 0, "nb_ignores": 0, "erreurs": [], "origine": origine, "signature": signature,
         "recu_le": maintenant()}).scalar_one())
 
 
@@ -103,13 +136,19 @@ def importer_une_fois(app: Application, chemin: Path, canal: str, origine: str |
     fichier en même temps : l'index unique en arrête un, qui le dit déjà importé.
     """
     nom = chemin.name
-    sha, taille = empreinte_fichier(chemin)
+    with app.moteur.connect() as conn:
+        connu = reconnu_par_signature(conn, canal, signature_fichier(chemin.stat()))
+    if connu is not None:
+        rapport.deja_importe = True
+        log.info("fichier_deja_importe", fichier=nom, canal=canal, sha256=connu, reconnu_par="signature")
+        return rapport, None
+    sha, taille, signature = _empreinte_et_signature(chemin)
 
     def deja() -> bool:
         with app.moteur.connect() as conn:
             if deja_importe(conn, canal, sha):
                 rapport.deja_importe = True
-                log.info("fichier_deja_importe", fichier=nom, canal=canal, sha256=sha)
+                log.info("fichier_deja_importe", fichier=nom, canal=canal, sha256=sha, reconnu_par="sha256")
                 return True
         return False
 
@@ -117,7 +156,7 @@ def importer_une_fois(app: Application, chemin: Path, canal: str, origine: str |
         return rapport, None
     try:
         with app.moteur.begin() as conn:
-            resultat = faire(conn, ouvrir_fichier(conn, nom, sha, canal, taille, origine), nom)
+            resultat = faire(conn, ouvrir_fichier(conn, nom, sha, canal, taille, origine, signature), nom)
     except FichierRefuse as refus:
         enregistrer_refus(app, chemin, sha, taille, canal, refus, origine)
         raise

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 11:24:52.340427
+Create Date: 2026-12-02 11:49:16.849243
 """
 
 from alembic import op
@@ -207,11 +207,19 @@ def upgrade() -> None:
         ),
         sa.Column("origine", sa.String(length=255), nullable=True),
         sa.Column("chemin_quarantaine", sa.String(length=500), nullable=True),
+        sa.Column("signature", sa.String(length=120), nullable=True),
         sa.Column("recu_le", regie.registre.types.InstantUTC(timezone=True), nullable=False),
         sa.CheckConstraint("statut IN ('importe', 'refuse')", name=op.f("ck_fichier_recu_statut")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_fichier_recu")),
     )
     with op.batch_alter_table("fichier_recu", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_fichier_recu_signature",
+            ["canal", "signature"],
+            unique=False,
+            sqlite_where=sa.text("signature IS NOT NULL"),
+            postgresql_where=sa.text("signature IS NOT NULL"),
+        )
         batch_op.create_index(
             "uq_fichier_recu_importe",
             ["canal", "sha256"],
@@ -694,6 +702,11 @@ def downgrade() -> None:
             "uq_fichier_recu_importe",
             sqlite_where=sa.text("statut = 'importe'"),
             postgresql_where=sa.text("statut = 'importe'"),
+        )
+        batch_op.drop_index(
+            "ix_fichier_recu_signature",
+            sqlite_where=sa.text("signature IS NOT NULL"),
+            postgresql_where=sa.text("signature IS NOT NULL"),
         )
 
     op.drop_table("fichier_recu")
