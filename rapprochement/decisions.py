@@ -34,6 +34,7 @@ from regie.registre.modeles import (
     Remboursement,
 )
 from regie.registre.types import maintenant
+from regie.services.compte import NATURE_PAIEMENT, libelle_paiement
 
 log = structlog.get_logger()
 
@@ -158,9 +159,8 @@ def affecter(app: Application, paiement_id: int, repartition: Sequence[tuple[str
                 raise DecisionRefusee(code or "REPARTITION_INVALIDE", raison or "Répartition impossible.")
             porter(conn, f, [(x.rang, x.montant) for x in parts], paiement_id=p.id, avoir_id=None,
                    regle="manuelle", preuve={"qui": qui, "motif": motif}, auteur=qui, cesu=p.canal == "cesu")
-            _journal(conn, f.dossier_id, "paiement", f"Paiement {p.canal} {p.reference} affecté à la facture "
-                                                     f"{numero} par {qui}", montant,
-                     du=0 if f.titree else -montant, tresor=-montant if f.titree else 0, facture_id=f.id,
+            _journal(conn, f.dossier_id, NATURE_PAIEMENT, f"{libelle_paiement(p.canal, p.reference, numero)} par {qui}",
+                     montant, du=0 if f.titree else -montant, tresor=-montant if f.titree else 0, facture_id=f.id,
                      paiement_id=p.id)
             dossier_id = dossier_id or f.dossier_id
         apres = _mettre_a_jour(conn, p, affecte=p.affecte + total, en_credit=p.en_credit, rembourse=p.rembourse,

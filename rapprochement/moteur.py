@@ -423,11 +423,11 @@ class _Memoire:
         cles = sorted({c for _, c in couples})
         # Tous les couples (reste, clé) du produit sont lus : marqués comme tels.
         self.familles_lues.update((m, c) for m in montants for c in cles)
-        rangees = _lire_par(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.statut, f.payeur_cle "
+        rangees = _lire_par(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, f.payeur_cle "
                                        "FROM etat_facture e JOIN facture f ON f.id = e.facture_id "
                                        f"WHERE f.payeur_cle IN ({', '.join([self.marque] * len(cles))}) "
                                        f"AND {_OUVERTES} AND e.reste_du {{cles}}", montants, avant=cles)
-        for echeance, numero, m, fid, _statut, cle in rangees:
+        for echeance, numero, m, fid, cle in rangees:
             self.familles.setdefault(m, {}).setdefault(cle, {})[fid] = ((_jour(echeance), numero), fid)
 
     def candidates(self, montant: int, mots: frozenset[str]) -> list[Candidate]:

@@ -59,9 +59,9 @@ def signature_fichier(etat: os.stat_result) -> str:
     return f"{etat.st_dev}:{etat.st_ino}:{etat.st_size}:{etat.st_mtime_ns}:{etat.st_ctime_ns}"
 
 
-def _empreinte_et_signature(chemin: Path) -> tuple[str, int, str | None]:
-    """SHA-256 et taille du contenu ; la signature si le fichier était stable avant et pendant la lecture."""
-    avant = chemin.stat()
+def _empreinte_et_signature(chemin: Path, avant: os.stat_result) -> tuple[str, int, str | None]:
+    """SHA-256 et taille du contenu ; la signature (d'après `avant`, l'état pris juste avant) si le fichier
+    était stable avant et pendant la lecture."""
     debut = time.time_ns()
     sha, taille = empreinte_fichier(chemin)
     signature = signature_fichier(avant)
@@ -136,13 +136,14 @@ def importer_une_fois(app: Application, chemin: Path, canal: str, origine: str |
     fichier en même temps : l'index unique en arrête un, qui le dit déjà importé.
     """
     nom = chemin.name
+    avant = chemin.stat()
     with app.moteur.connect() as conn:
-        connu = reconnu_par_signature(conn, canal, signature_fichier(chemin.stat()))
+        connu = reconnu_par_signature(conn, canal, signature_fichier(avant))
     if connu is not None:
         rapport.deja_importe = True
         log.info("fichier_deja_importe", fichier=nom, canal=canal, sha256=connu, reconnu_par="signature")
         return rapport, None
-    sha, taille, signature = _empreinte_et_signature(chemin)
+    sha, taille, signature = _empreinte_et_signature(chemin, avant)
 
     def deja() -> bool:
         with app.moteur.connect() as conn:

@@ -12,13 +12,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Connection, text
+from sqlalchemy import BigInteger, Connection, func, select, text
 
 from regie.application import Application
 from regie.domaine import statut_facture
 from regie.montants import centimes_en_euros as eur
 from regie.registre.etats import TITRES_ACTIFS
 from regie.registre.lignes import lire_lignes
+from regie.registre.modeles import Dossier
+from regie.services.compte import soldes_par_dossier
 
 log = structlog.get_logger()
 _MAX_PAR_CONTROLE = 20  # écarts cités par contrôle (le nombre total est toujours dit)
@@ -172,18 +174,16 @@ def _compte_famille(conn: Connection, bilan: BilanVerification) -> None:
           "JOIN etat_facture e ON e.facture_id = f.id WHERE e.statut <> 'titree' GROUP BY f.dossier_id")
     credit = ("SELECT d, sum(v) AS v FROM (SELECT dossier_id AS d, montant - affecte AS v FROM avoir "
               "UNION ALL SELECT dossier_id, en_credit FROM paiement WHERE en_credit > 0) c GROUP BY d")
-    # Le journal : l'émission de chaque facture (tirée de la facture), les affectations du moteur (leur
-    # imputation) et les mouvements.
-    journal_du = ("SELECT d, sum(v) AS v FROM (SELECT dossier_id AS d, montant AS v FROM facture "
-                  "UNION ALL SELECT f.dossier_id, -a.montant FROM affectation a JOIN facture f ON f.id = a.facture_id "
-                  "WHERE a.imputation = 'du' "
-                  "UNION ALL SELECT dossier_id, delta_du FROM mouvement_compte) j GROUP BY d")
-    journal_credit = "SELECT dossier_id AS d, sum(delta_credit) AS v FROM mouvement_compte GROUP BY dossier_id"
-    for nom, attendu_sql, journal_sql in (("du", du, journal_du), ("credit", credit, journal_credit)):
-        for numero, attendu, journal in _lignes(
-                conn, f"SELECT dos.numero, coalesce(a.v, 0), coalesce(j.v, 0) FROM dossier dos "
-                      f"LEFT JOIN ({attendu_sql}) a ON a.d = dos.id LEFT JOIN ({journal_sql}) j ON j.d = dos.id "
-                      f"WHERE coalesce(a.v, 0) <> coalesce(j.v, 0) ORDER BY dos.numero"):
+    # Le journal tel que le lisent `regie etat`, l'API et les pages (émissions, affectations du moteur,
+    # mouvements) : une seule définition, celle du compte famille.
+    soldes = soldes_par_dossier()
+    for nom, attendu_sql, colonne in (("du", du, soldes.c.du), ("credit", credit, soldes.c.credit)):
+        attendu = text(attendu_sql).columns(d=BigInteger, v=BigInteger).subquery("a")
+        ecart = func.coalesce(attendu.c.v, 0) != func.coalesce(colonne, 0)
+        for numero, attendu_v, journal in conn.execute(
+                select(Dossier.numero, func.coalesce(attendu.c.v, 0), func.coalesce(colonne, 0))
+                .outerjoin(attendu, attendu.c.d == Dossier.id).outerjoin(soldes, soldes.c.dossier_id == Dossier.id)
+                .where(ecart).order_by(Dossier.numero)):
             quoi = "dû" if nom == "du" else "crédit"
             bilan.noter("compte", f"dossier {numero} : {quoi} de {eur(int(str(journal)))} € au compte famille, "
-                                  f"{eur(int(str(attendu)))} € d'après ses factures et paiements")
+                                  f"{eur(int(str(attendu_v)))} € d'après ses factures et paiements")
