@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, synonym
@@ -249,7 +250,7 @@ class Remise(Base):
     cree_le: Mapped[datetime] = mapped_column(default=maintenant)
 
 
-_OUVERT = "statut IN ('a_traiter', 'en_anomalie')"
+PAIEMENT_OUVERT = "statut IN ('a_traiter', 'en_anomalie')"
 
 
 class Paiement(Base):
@@ -295,8 +296,8 @@ class Paiement(Base):
         CheckConstraint("statut IN ('a_traiter', 'affecte', 'partiellement_affecte', 'en_anomalie', 'confirme', "
                         "'annule')", name="statut"),
         # Ce que le moteur reprend : les paiements à traiter et ceux en revue.
-        Index("ix_paiement_ouvert", "statut", "anomalie", sqlite_where=text(_OUVERT),
-              postgresql_where=text(_OUVERT)),
+        Index("ix_paiement_ouvert", "statut", "anomalie", sqlite_where=text(PAIEMENT_OUVERT),
+              postgresql_where=text(PAIEMENT_OUVERT)),
         Index("ix_paiement_remise_id", "remise_id", sqlite_where=text("remise_id IS NOT NULL"),
               postgresql_where=text("remise_id IS NOT NULL")),
         # Un paiement déjà confirmé (PES_Retour) ne l'est pas deux fois.
@@ -370,6 +371,13 @@ class Anomalie(Base):
     resolue_par: Mapped[str | None] = mapped_column(String(100))
     resolution: Mapped[str | None] = mapped_column(String(40))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+# Les anomalies que le moteur peut reprendre, par code et instant de la dernière constatation : il ne
+# lit que celles constatées avant l'arrivée de ce qui peut les résoudre (pas toute la file ouverte).
+ANOMALIE_OUVERTE = "statut = 'ouverte'"
+Index("ix_anomalie_a_reprendre", Anomalie.code, func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le),
+      sqlite_where=text(ANOMALIE_OUVERTE), postgresql_where=text(ANOMALIE_OUVERTE))
 
 
 # --- Compte famille, titres, audit --------------------------------------------------------
