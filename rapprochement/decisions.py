@@ -327,7 +327,7 @@ def annuler_affectation(app: Application, paiement_id: int, facture_numero: str,
             raise DecisionRefusee("RIEN_A_DEFAIRE", f"Ce paiement n'est pas affecté à la facture {facture_numero}.")
         affecte = p.affecte - defait
         conn.execute(insert(Anomalie), {
-            "paiement_id": p.id, "code": "A_REAFFECTER", "statut": "ouverte",
+            "paiement_id": p.id, "canal": p.canal, "code": "A_REAFFECTER", "statut": "ouverte",
             "raison": f"L'affectation à la facture {facture_numero} a été défaite par {qui} ({motif}) : "
                       f"{eur(defait)} € attendent une nouvelle décision.",
             "preuve": {"facture": facture_numero, "defait": eur(defait)}, "suggestions": [], "cree_le": maintenant()})

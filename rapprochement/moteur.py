@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from rapprochement import regles
 from rapprochement.ecritures import mettre_a_jour
@@ -73,7 +73,7 @@ LOTS_PAR_TRANSACTION = 5
 PAGES_AVANT_POINT_DE_CONTROLE = 20_000
 COLONNES_AFFECTATION = ("paiement_id", "facture_id", "montant", "parts", "regle", "preuve", "auteur", "cree_le",
                         "imputation")
-COLONNES_ANOMALIE = ("paiement_id", "code", "statut", "raison", "preuve", "suggestions", "cree_le")
+COLONNES_ANOMALIE = ("paiement_id", "canal", "code", "statut", "raison", "preuve", "suggestions", "cree_le")
 COLONNES_PAIEMENT = ("id", "canal", "reference", "montant", "recu_le", "reference_facture", "remise_id", "details",
                      "brut", "ligne", "empreinte", "fichier_id", "affecte", "en_credit", "rembourse", "statut",
                      "anomalie", "dossier_id", "confirme_paiement_id", "decision_manuelle", "version", "cree_le")
@@ -191,19 +191,18 @@ def _ouverts(conn: Connection) -> list[tuple[datetime, str, str, int]]:
                                                        Paiement.statut == "a_traiter")).tuples())
     arrivees = _dernieres_arrivees(conn)
     constatee = func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le)
-    reprises = []
     for canal, sources in _RESOLUTIONS.items():
         instants = [arrivees[s] for s in sources if arrivees[s] is not None]
-        if instants:
-            # Une référence inconnue n'est reprise que si ce qui peut la résoudre est arrivé depuis qu'elle
-            # a été constatée : relancer sans nouveauté ne changerait rien.
-            reprises.append(and_(Paiement.canal == canal, constatee < max(instants)))
-    if reprises:
-        plus_recente = max(i for i in arrivees.values() if i is not None)
+        if not instants:
+            continue
+        # Une référence inconnue n'est reprise que si ce qui peut la résoudre est arrivé depuis qu'elle
+        # a été constatée : relancer sans nouveauté ne changerait rien. Un canal à la fois : l'index
+        # donne exactement ses anomalies constatées avant cette arrivée ; chacune mène à son paiement
+        # (sans la condition de l'index partiel des paiements ouverts, que SQLite parcourrait sinon).
         trouves.update(conn.execute(
             select(*colonnes).join(Anomalie, Anomalie.paiement_id == Paiement.id)
-            .where(text(f"anomalie.{ANOMALIE_OUVERTE}"), Anomalie.code.in_(CODES_REESSAYES), constatee < plus_recente,
-                   or_(*reprises), text(f"paiement.{PAIEMENT_OUVERT}"), Paiement.statut == "en_anomalie",
+            .where(text(f"anomalie.{ANOMALIE_OUVERTE}"), Anomalie.code.in_(CODES_REESSAYES), Anomalie.canal == canal,
+                   constatee < max(instants), Paiement.statut == "en_anomalie",
                    Paiement.anomalie.in_(CODES_REESSAYES), Paiement.decision_manuelle.is_(False))).tuples())
     return sorted((_instant(r), c, ref, i) for r, c, ref, i in trouves)
 
@@ -759,7 +758,7 @@ class _Lot:
         if d.anomalie:
             statut = "en_anomalie"
             self.bilan.anomalies[d.anomalie] = self.bilan.anomalies.get(d.anomalie, 0) + 1
-            self.anomalies.append((p.id, d.anomalie, "ouverte", d.raison,
+            self.anomalies.append((p.id, p.canal, d.anomalie, "ouverte", d.raison,
                                    encoder_json({"regle": d.regle, **d.preuve, "brut": None}),
                                    encoder_json(d.suggestions), self.now))
         elif d.confirme_paiement_id is not None or d.remise_confirmee_id is not None or p.canal in ("crcesu",):

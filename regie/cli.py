@@ -43,6 +43,11 @@ def cmd_init(app: Application, _args: argparse.Namespace) -> int:
 
 
 def cmd_factures_importer(app: Application, args: argparse.Namespace) -> int:
+    from regie.services.fichiers import RapportImport, reconnu_inchange
+
+    if reconnu_inchange(app, args.fichier, "factures"):
+        print(RapportImport(args.fichier.name, "factures", deja_importe=True).message())
+        return OK
     from regie.services.factures import importer_fichier_factures
 
     app.synchroniser_referentiel()

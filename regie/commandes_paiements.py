@@ -17,6 +17,12 @@ CANAUX_CLI = ("buraliste", "cesu", "crcesu", "cheque", "cfonb", "pes-retour")
 
 
 def cmd_paiements_importer(app: Application, args: argparse.Namespace) -> int:
+    from regie.services.fichiers import CANAUX_FICHIER, RapportImport, reconnu_inchange
+
+    canal = CANAUX_FICHIER[args.canal]
+    if reconnu_inchange(app, args.fichier, canal):
+        print(RapportImport(args.fichier.name, canal, deja_importe=True).message())
+        return 0
     from regie.services.paiements import importer_fichier_paiements
 
     app.synchroniser_referentiel()

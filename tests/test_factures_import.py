@@ -157,6 +157,30 @@ def test_un_fichier_inchange_est_reconnu_sans_etre_relu_mais_un_contenu_change_e
     assert compter(app, Facture) == 2
 
 
+def test_la_commande_reconnait_un_fichier_inchange_d_emblee_et_relit_un_fichier_change(
+        app: Application, tmp_path: Path, regie_cli) -> None:  # type: ignore[no-untyped-def]
+    """`regie factures importer` et `regie paiements importer` relancées sur des fichiers inchangés (une nuit
+    rejouée) : même message, code 0, rien ne change ; un fichier réécrit au même chemin est relu et importé."""
+    factures = ecrire(tmp_path, "f.jsonl", [facture("F01-26-05-0000123")])
+    cheques = tmp_path / "cheques.csv"
+    cheques.write_text("remise;numero_cheque;tireur;banque;montant;facture;recu_le\n"
+                       "RC-9;1;MARTIN CLAIRE;CCM;77.00;F01-26-05-0000123;2026-05-15\n", encoding="utf-8")
+    time.sleep(MARGE_SIGNATURE_NS / 1e9 + 0.1)  # stables depuis plus d'une seconde : leur signature est gardée
+    commandes = (("factures", "importer", str(factures)), ("paiements", "importer", "--canal", "cheque", str(cheques)))
+    for commande in commandes:
+        assert regie_cli(*commande).returncode == 0
+    avant = etat(app)
+    for commande, nom in zip(commandes, ("f.jsonl", "cheques.csv"), strict=True):
+        res = regie_cli(*commande)
+        assert (res.returncode, res.stdout) == (0, f"{nom} : fichier déjà importé (même contenu), rien n'a changé\n")
+    assert etat(app) == avant
+    cheques.write_text(cheques.read_text(encoding="utf-8") + "RC-9;2;MARTIN CLAIRE;CCM;1.00;;2026-05-15\n",
+                       encoding="utf-8")
+    res = regie_cli(*commandes[1])
+    assert (res.returncode, res.stdout) == (0, "cheques.csv : 1 enregistrement(s) importé(s) (1 paiements), "
+                                               "1 déjà importé(s), ignoré(s)\n")
+
+
 def test_un_fichier_qui_vient_d_etre_ecrit_est_toujours_relu(app: Application, tmp_path: Path) -> None:
     """Écrit dans la seconde qui précède sa lecture : une réécriture dans le même grain d'horloge ne
     changerait pas ses dates ; il ne garde pas de signature et sera relu (reconnu par son SHA-256)."""

@@ -357,6 +357,8 @@ class Anomalie(Base):
     __tablename__ = "anomalie"
     id: Mapped[int] = mapped_column(primary_key=True)
     paiement_id: Mapped[int | None] = mapped_column(ForeignKey("paiement.id"), index=True)
+    # Le canal du paiement en revue : le moteur cherche par canal les références inconnues à reprendre.
+    canal: Mapped[str | None] = mapped_column(String(20))
     remise_id: Mapped[int | None] = mapped_column(ForeignKey("remise.id"), index=True)
     facture_id: Mapped[int | None] = mapped_column(ForeignKey("facture.id"), index=True)
     code: Mapped[str] = mapped_column(String(30), index=True)
@@ -373,10 +375,10 @@ class Anomalie(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
-# Les anomalies que le moteur peut reprendre, par code et instant de la dernière constatation : il ne
-# lit que celles constatées avant l'arrivée de ce qui peut les résoudre (pas toute la file ouverte).
+# Les anomalies que le moteur peut reprendre, par code, canal et instant de la dernière constatation : il
+# ne lit que celles constatées avant l'arrivée de ce qui peut les résoudre (pas toute la file ouverte).
 ANOMALIE_OUVERTE = "statut = 'ouverte'"
-Index("ix_anomalie_a_reprendre", Anomalie.code, func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le),
+Index("ix_anomalie_a_reprendre", Anomalie.code, Anomalie.canal, func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le),
       sqlite_where=text(ANOMALIE_OUVERTE), postgresql_where=text(ANOMALIE_OUVERTE))
 
 

@@ -120,7 +120,24 @@ def enregistrer_refus(app: Application, chemin: Path, sha256: str, taille: int, 
     return copie
 
 
+def reconnu_inchange(app: Application, chemin: Path, canal: str, avant: os.stat_result | None = None) -> bool:
+    """Vrai si ce fichier, inchangé depuis son import sur ce canal, est reconnu à sa signature (sans le lire).
+
+    Les commandes d'import le demandent avant de charger le code de lecture et de rapprochement : relancer
+    une nuit sur des fichiers déjà importés ne coûte alors que le démarrage.
+    """
+    with app.moteur.connect() as conn:
+        connu = reconnu_par_signature(conn, canal, signature_fichier(avant or chemin.stat()))
+    if connu is None:
+        return False
+    log.info("fichier_deja_importe", fichier=chemin.name, canal=canal, sha256=connu, reconnu_par="signature")
+    return True
+
+
 T = TypeVar("T")
+# Nom de canal de la ligne de commande → canal des fichiers reçus.
+CANAUX_FICHIER = {"buraliste": "buraliste", "cesu": "cesu", "crcesu": "crcesu", "cheque": "cheque",
+                  "cfonb": "cfonb", "pes-retour": "pes_retour"}
 
 
 R = TypeVar("R", bound=RapportImport)
@@ -137,11 +154,8 @@ def importer_une_fois(app: Application, chemin: Path, canal: str, origine: str |
     """
     nom = chemin.name
     avant = chemin.stat()
-    with app.moteur.connect() as conn:
-        connu = reconnu_par_signature(conn, canal, signature_fichier(avant))
-    if connu is not None:
+    if reconnu_inchange(app, chemin, canal, avant):
         rapport.deja_importe = True
-        log.info("fichier_deja_importe", fichier=nom, canal=canal, sha256=connu, reconnu_par="signature")
         return rapport, None
     sha, taille, signature = _empreinte_et_signature(chemin, avant)
 

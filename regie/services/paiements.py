@@ -45,15 +45,13 @@ from regie.registre.modeles import (
 from regie.registre.statistiques import rafraichir_statistiques
 from regie.registre.types import maintenant
 from regie.services.fichiers import (
+    CANAUX_FICHIER,
     RapportImport,
     importer_une_fois,
 )
 
 log = structlog.get_logger()
 
-# Nom de canal de la ligne de commande → canal des fichiers reçus.
-CANAUX_FICHIER = {"buraliste": "buraliste", "cesu": "cesu", "crcesu": "crcesu", "cheque": "cheque",
-                  "cfonb": "cfonb", "pes-retour": "pes_retour"}
 TAILLE_LOT = 2000
 PAIEMENT = table_de(Paiement)
 _NUMERO_DANS_TEXTE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
@@ -258,7 +256,7 @@ def _signaler_doublon(conn: Connection, paiement_id: int, recu: RecuCompact) -> 
     ancien = conn.execute(select(Paiement.montant, Paiement.recu_le, Paiement.reference_facture, Paiement.details,
                                  Paiement.brut).where(Paiement.id == paiement_id)).one()
     conn.execute(insert(Anomalie), {
-        "paiement_id": paiement_id, "code": "DOUBLON", "statut": "ouverte",
+        "paiement_id": paiement_id, "canal": recu.canal, "code": "DOUBLON", "statut": "ouverte",
         "raison": f"La référence {recu.reference} ({recu.canal}) a déjà été reçue avec un autre contenu : "
                   "le second enregistrement n'est pas compté ; vérifier auprès de l'émetteur.",
         "preuve": {"empreinte": recu.empreinte,
@@ -425,7 +423,7 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
     Un gros fichier est lu dans un second processus (`parallele`, par défaut au-delà de `SEUIL_PARALLELE`
     octets) pendant que celui-ci enregistre.
     """
-    canal = CANAUX_FICHIER.get(canal, canal)
+    canal = CANAUX_FICHIER.get(canal, canal)  # le nom de la ligne de commande, ou déjà celui du canal
     comptes_canal: dict[str, int] = {}
 
     def faire(conn: Connection, fichier_id: int, nom: str) -> ComptesPaiements:

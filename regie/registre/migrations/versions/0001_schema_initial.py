@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 12:44:48.154650
+Create Date: 2026-12-02 13:04:38.673915
 """
 
 from alembic import op
@@ -378,6 +378,7 @@ def upgrade() -> None:
         "anomalie",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("paiement_id", sa.Integer(), nullable=True),
+        sa.Column("canal", sa.String(length=20), nullable=True),
         sa.Column("remise_id", sa.Integer(), nullable=True),
         sa.Column("facture_id", sa.Integer(), nullable=True),
         sa.Column("code", sa.String(length=30), nullable=False),
@@ -616,7 +617,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_anomalie_a_reprendre",
         "anomalie",
-        ["code", sa.text("coalesce(reevaluee_le, cree_le)")],
+        ["code", "canal", sa.text("coalesce(reevaluee_le, cree_le)")],
         sqlite_where=sa.text("statut = 'ouverte'"),
         postgresql_where=sa.text("statut = 'ouverte'"),
     )
