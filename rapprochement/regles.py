@@ -112,8 +112,11 @@ def inconnue(regle: str, preuve: dict[str, Any], raison: str, suggestions: list[
 # --- Par canal -------------------------------------------------------------------------------------
 
 def decider_buraliste(p: PaiementVue, f: FactureEtat | None, proches: list[FactureEtat]) -> Decision:
-    preuve = {"datamatrix": p.details.get("datamatrix"), "numero_dette": p.details.get("numero_dette"),
-              "mode": p.details.get("mode"), "point_de_vente": p.details.get("point_de_vente")}
+    # Une affectation prouve par le numéro de dette lu ; le datamatrix entier (130 caractères) reste sur le
+    # paiement, et n'est recopié que dans la preuve d'une anomalie, où l'agent doit le relire.
+    lu = {"numero_dette": p.details.get("numero_dette"), "mode": p.details.get("mode"),
+          "point_de_vente": p.details.get("point_de_vente")}
+    preuve = {"datamatrix": p.details.get("datamatrix"), **lu}
     if not p.details.get("datamatrix_valide", False):
         sugg = []
         if f is not None:
@@ -131,7 +134,7 @@ def decider_buraliste(p: PaiementVue, f: FactureEtat | None, proches: list[Factu
         return inconnue("datamatrix_numero_dette", preuve,
                         f"Aucune facture ne porte le numéro de dette {p.reference_facture}.",
                         [suggestion(x, 0.4, "reste égal au montant payé") for x in proches])
-    return appliquer(Decision("datamatrix_numero_dette", preuve), p.montant, f)
+    return appliquer(Decision("datamatrix_numero_dette", lu), p.montant, f)
 
 
 def decider_cesu(p: PaiementVue, f: FactureEtat | None, proches: list[FactureEtat]) -> Decision:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from structlog.testing import capture_logs
 
 from regie.application import Application
@@ -201,6 +201,42 @@ def test_les_memes_objets_dans_un_autre_fichier_sont_comptes_deja_importes(app: 
     assert (rapport.importes, rapport.ignores) == (1, 1)
     assert "1 déjà importé(s), ignoré(s)" in rapport.message()
     assert compter(app, Facture) == 2
+
+
+def test_une_facture_d_un_nouveau_dossier_a_cote_d_une_facture_deja_importee_garde_son_dossier(
+        app: Application, tmp_path: Path) -> None:
+    """Le lot heurte la facture connue et repart facture par facture : le dossier créé pour la nouvelle
+    existe toujours (il était perdu avec le point de reprise, la facture pointait dans le vide)."""
+    importer_fichier_factures(app, ecrire(tmp_path, "a.jsonl", [facture()]))
+    rapport = importer_fichier_factures(app, ecrire(tmp_path, "b.jsonl", [
+        facture(), facture("F01-26-05-0000999", dossier="D777777")]))
+    assert (rapport.importes, rapport.ignores) == (1, 1)
+    assert [f["dossier"] for f in etat(app)["factures"]] == ["D004512", "D777777"]
+    assert [d["dossier"] for d in etat(app)["familles"]] == ["D004512", "D777777"]
+    assert verifier(app).coherent
+
+
+@pytest.mark.parametrize("parallele", [False, True])
+def test_une_facture_lue_d_un_fichier_est_enregistree_comme_poussee_par_l_api(
+        app: Application, tmp_path: Path, parallele: bool) -> None:
+    """Un fichier (lu ici ou dans un second processus) et l'API : mêmes valeurs en base, dates et instant de
+    création compris (une requête par date les trouve toutes)."""
+    importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture("F01-26-05-0000001")]), parallele=parallele)
+    pousser_objets(app, [facture("F01-26-05-0000002")])
+    with app.moteur.connect() as conn:
+        lignes = conn.execute(text(
+            "SELECT f.numero, d.numero, f.emise_le, f.echeance, f.periode, f.montant, f.civilite, f.nom, f.prenom, "
+            "f.email, f.adresse1, f.adresse2, f.code_postal, f.ville, f.lignes, f.payeur_cle, f.cree_le, e.statut, "
+            "e.reste_du FROM facture f JOIN dossier d ON d.id = f.dossier_id JOIN etat_facture e "
+            "ON e.facture_id = f.id WHERE f.emise_le = '2026-04-27' AND f.cree_le > :veille ORDER BY f.numero"),
+            {"veille": "2026-01-01"}).all()
+    assert [r[0] for r in lignes] == ["F01-26-05-0000001", "F01-26-05-0000002"]
+    assert lignes[0][1:16] == lignes[1][1:16] and lignes[0][17:] == lignes[1][17:] == ("emise", 7700)
+    assert type(lignes[0][16]) is type(lignes[1][16])
+    with app.sessions() as s:  # relus par leurs types : dates et instants bien formés des deux côtés
+        relues = s.execute(select(Facture.emise_le, Facture.cree_le).order_by(Facture.numero)).all()
+    assert [r.emise_le.isoformat() for r in relues] == ["2026-04-27", "2026-04-27"]
+    assert relues[0].cree_le <= relues[1].cree_le and relues[0].cree_le.tzinfo is not None
 
 
 def test_le_meme_numero_avec_un_autre_contenu_refuse_tout_le_fichier(app: Application, tmp_path: Path) -> None:

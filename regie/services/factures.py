@@ -165,6 +165,8 @@ class _Import:
 
         L'index unique du numéro dit si une facture existe déjà : le lot est écrit sous un point de
         reprise, et s'il heurte une facture connue (ou se répète), il est repris facture par facture.
+        Les dossiers nouveaux sont créés avant le point de reprise : revenir à celui-ci ne doit pas les
+        effacer sous les factures du chemin lent.
         """
         if not lot:
             return
@@ -172,11 +174,12 @@ class _Import:
             # Le fichier sera refusé : on ne fait plus que chercher les autres erreurs.
             self._trier(lot)
             return
+        dossiers = self._ids_dossiers(r[_DOSSIER] for r in lot)
         try:
             with self.conn.begin_nested():
-                self._ecrire(lot)
+                self._ecrire(lot, dossiers)
         except self.integrite:
-            self._ecrire(self._trier(lot))
+            self._ecrire(self._trier(lot), dossiers)
 
     def _trier(self, lot: Sequence[Rangee]) -> list[Rangee]:
         """Les factures nouvelles du lot ; les connues au même contenu sont comptées, les autres refusées."""
@@ -205,19 +208,18 @@ class _Import:
             self.dossiers = dict(self.conn.execute(select(Dossier.numero, Dossier.id)).all())
             self.tous_les_dossiers = True
 
-    def _ids_dossiers(self, lot: Sequence[Rangee]) -> dict[str, int]:
+    def _ids_dossiers(self, numeros: Iterable[str]) -> dict[str, int]:
         connus = self.dossiers
-        manquants = {d for r in lot if (d := r[_DOSSIER]) not in connus}
+        manquants = {d for d in set(numeros) if d not in connus}
         if manquants:
             connus.update(creer_dossiers(self.conn, sorted(manquants)) if self.tous_les_dossiers
                           else dossiers_ids(self.conn, manquants))
         return connus
 
-    def _ecrire(self, lot: Sequence[Rangee]) -> None:
+    def _ecrire(self, lot: Sequence[Rangee], dossiers: dict[str, int]) -> None:
         if not lot:
             return
         conn = self.conn
-        dossiers = self._ids_dossiers(lot)
         now = self.maintenant
         fichier_id = self.fichier_id
         if fichier_id is None:
