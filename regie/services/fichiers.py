@@ -21,6 +21,9 @@ from regie.registre.modeles import FichierRecu
 from regie.registre.types import maintenant
 
 log = structlog.get_logger()
+# Nom de canal de la ligne de commande → canal des fichiers reçus.
+CANAUX_FICHIER = {"buraliste": "buraliste", "cesu": "cesu", "crcesu": "crcesu", "cheque": "cheque",
+                  "cfonb": "cfonb", "pes-retour": "pes_retour"}
 
 
 @dataclass
@@ -135,9 +138,6 @@ def reconnu_inchange(app: Application, chemin: Path, canal: str, avant: os.stat_
 
 
 T = TypeVar("T")
-# Nom de canal de la ligne de commande → canal des fichiers reçus.
-CANAUX_FICHIER = {"buraliste": "buraliste", "cesu": "cesu", "crcesu": "crcesu", "cheque": "cheque",
-                  "cfonb": "cfonb", "pes-retour": "pes_retour"}
 
 
 R = TypeVar("R", bound=RapportImport)
