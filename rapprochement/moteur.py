@@ -42,7 +42,7 @@ from regie.domaine import FactureEtat, LigneEtat, cles_possibles, mots_du_nom, s
 from regie.progression import Progression
 from regie.registre.etats import TITRES_ACTIFS, completer
 from regie.registre.lignes import LigneFacture, encoder_json
-from regie.registre.masse import curseur_du_pilote, inserer_tuples, sans_ramasse_miettes, table_de
+from regie.registre.masse import curseur_du_pilote, inserer_tuples, lire_par_cles, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     ANOMALIE_OUVERTE,
     CONDITION_OUVERTES,
@@ -79,7 +79,6 @@ COLONNES_PAIEMENT = ("id", "canal", "reference", "montant", "recu_le", "referenc
                      "anomalie", "dossier_id", "confirme_paiement_id", "decision_manuelle", "version", "cree_le")
 _JETON = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
 STATUTS_OUVERTS = ("emise", "partiellement_payee", "titree")
-_PAR_REQUETE = 5000  # clés par requête groupée (SQLite en admet 32 766, PostgreSQL reçoit un tableau)
 
 
 @dataclass
@@ -332,25 +331,6 @@ def _executer(conn: Connection, sql: str, parametres: Sequence[Any]) -> list[tup
         return curseur.fetchall()  # type: ignore[no-any-return]
 
 
-def _lire_par(conn: Connection, sql: str, cles: Sequence[Any], *, avant: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """`sql` contient `{cles}` : la condition « colonne dans cles », écrite pour la base, par paquets.
-
-    `avant` : les paramètres qui précèdent la condition dans `sql`. Par le curseur du pilote, dans la
-    transaction de `conn` : des tuples, sans objet par rangée.
-    """
-    postgresql = conn.dialect.name == "postgresql"
-    resultat: list[tuple[Any, ...]] = []
-    with curseur_du_pilote(conn) as curseur:
-        for debut in range(0, len(cles), _PAR_REQUETE):
-            morceau = list(cles[debut:debut + _PAR_REQUETE])
-            if postgresql:
-                curseur.execute(sql.format(cles="= ANY(%s)"), (*avant, morceau))
-            else:
-                curseur.execute(sql.format(cles="IN (" + ", ".join("?" * len(morceau)) + ")"), (*avant, *morceau))
-            resultat.extend(curseur.fetchall())
-    return resultat
-
-
 # Une facture candidate à la famille d'un tireur : sa place (échéance, numéro) et son id.
 Candidate = tuple[tuple[date, str], int]
 STATUTS_FAMILLE = ("emise", "partiellement_payee")  # ceux de CONDITION_OUVERTES
@@ -410,7 +390,7 @@ class _Memoire:
         refdets = sorted({r for r in refdets if r not in self.refdets_absents and r not in self.par_refdet})
         for colonne, cles in (("f.id", ids), ("f.numero", numeros), ("f.refdet", refdets)):
             if cles:
-                self._charger(_lire_par(self.conn, f"SELECT {_COLONNES_FACTURE} {_FROM_FACTURE} "
+                self._charger(lire_par_cles(self.conn, f"SELECT {_COLONNES_FACTURE} {_FROM_FACTURE} "
                                                    f"WHERE {colonne} {{cles}}", cles))
         self.ids_absents.update(i for i in ids if i not in self.factures)
         self.numeros_absents.update(n for n in numeros if n not in self.par_numero)
@@ -437,7 +417,7 @@ class _Memoire:
         cles = sorted({c for _, c in couples})
         # Tous les couples (reste, clé) du produit sont lus : marqués comme tels.
         self.familles_lues.update((m, c) for m in montants for c in cles)
-        rangees = _lire_par(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, f.payeur_cle "
+        rangees = lire_par_cles(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, f.payeur_cle "
                                        "FROM etat_facture e JOIN facture f ON f.id = e.facture_id "
                                        f"WHERE f.payeur_cle IN ({', '.join([self.marque] * len(cles))}) "
                                        f"AND {_OUVERTES} AND e.reste_du {{cles}}", montants, avant=cles)
@@ -527,7 +507,7 @@ class _Lot:
 
     def relire(self, ids: Sequence[int]) -> list[tuple[PaiementVue, str, str | None]]:
         """Les paiements déjà écrits, relus sous le verrou : seuls ceux qui sont encore à traiter restent."""
-        lignes = {r[0]: r for r in _lire_par(
+        lignes = {r[0]: r for r in lire_par_cles(
             self.conn, "SELECT id, canal, reference, montant, recu_le, reference_facture, details, statut, anomalie, "
                        "decision_manuelle, dossier_id, confirme_paiement_id FROM paiement WHERE id {cles}", ids)}
         vues: list[tuple[PaiementVue, str, str | None]] = []

@@ -18,6 +18,7 @@ from sqlalchemy.types import TypeDecorator
 
 RANGEES_PAR_INSTRUCTION = 200
 LIMITE_PARAMETRES = 32_000  # SQLite en admet 32 766 par instruction
+CLES_PAR_REQUETE = 5000  # clés par requête groupée (SQLite en admet 32 766, PostgreSQL reçoit un tableau)
 
 
 def table_de(modele: type[DeclarativeBase]) -> Table:
@@ -152,6 +153,26 @@ def _type_binaire(colonne: Any) -> str | None:
 def _types_binaires(table: FromClause, colonnes: Sequence[str]) -> list[str] | None:
     types = [_type_binaire(table.c[c]) for c in colonnes]
     return None if None in types else [t for t in types if t is not None]
+
+
+def lire_par_cles(conn: Connection, sql: str, cles: Sequence[Any], *,
+                  avant: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """`sql` contient `{cles}` : la condition « colonne dans cles », écrite pour la base, par paquets.
+
+    `avant` : les paramètres qui précèdent la condition dans `sql`. Par le curseur du pilote, dans la
+    transaction de `conn` : des tuples, sans objet par rangée.
+    """
+    postgresql = conn.dialect.name == "postgresql"
+    resultat: list[tuple[Any, ...]] = []
+    with curseur_du_pilote(conn) as curseur:
+        for debut in range(0, len(cles), CLES_PAR_REQUETE):
+            morceau = list(cles[debut:debut + CLES_PAR_REQUETE])
+            if postgresql:
+                curseur.execute(sql.format(cles="= ANY(%s)"), (*avant, morceau))
+            else:
+                curseur.execute(sql.format(cles="IN (" + ", ".join("?" * len(morceau)) + ")"), (*avant, *morceau))
+            resultat.extend(curseur.fetchall())
+    return resultat
 
 
 def valeurs_par_cle(conn: Connection, table: FromClause, cle: str, valeur: str,

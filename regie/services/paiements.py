@@ -28,7 +28,7 @@ from regie.domaine import statut_facture
 from regie.lecture_parallele import en_parallele
 from regie.progression import Progression
 from regie.registre.lignes import encoder_json
-from regie.registre.masse import reserver_ids, sans_ramasse_miettes, table_de
+from regie.registre.masse import lire_par_cles, reserver_ids, sans_ramasse_miettes, table_de
 from regie.registre.modeles import (
     Anomalie,
     Bordereau,
@@ -180,9 +180,11 @@ class _Enregistrement:
         par_canal: dict[str, list[str]] = defaultdict(list)
         for r in lot:
             par_canal[r.canal].append(r.reference)
+        marque = "%s" if conn.dialect.name == "postgresql" else "?"
+        sql = f"SELECT id, reference, empreinte FROM paiement WHERE canal = {marque} AND reference {{cles}}"
         for canal, refs in par_canal.items():
-            for id_, ref, empreinte in conn.execute(select(Paiement.id, Paiement.reference, Paiement.empreinte)
-                                                    .where(Paiement.canal == canal, Paiement.reference.in_(refs))):
+            # Par le pilote (PostgreSQL : un tableau) : 2 ms par lot de 2000 au lieu de 13 avec IN (…2000…).
+            for id_, ref, empreinte in lire_par_cles(conn, sql, refs, avant=(canal,)):
                 existants[(canal, ref)] = (id_, empreinte)
         remises = _remises(conn, lot)
         now = maintenant()
