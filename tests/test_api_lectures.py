@@ -1,17 +1,25 @@
-"""Les lectures de l'API sur PostgreSQL : pool à part en autocommit, curseur psycopg, connexion coupée."""
+"""Les lectures de l'API : sur PostgreSQL pool à part en autocommit, curseur psycopg, connexion coupée ; sur SQLite
+sans attendre l'écrivain."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from psycopg import OperationalError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.pool import QueuePool
 
 from regie.api import lectures
 from regie.application import Application
+from regie.pages.auth import agent_de_la_session, creer_utilisateur, se_connecter
+from regie.pages.requetes import FiltresFile, file_revue
+from regie.registre.modeles_pages import SessionAgent
 from regie.registre.moteur import connexion_lecture, creer_moteur, curseur_psycopg, moteur_lecture
+from regie.registre.types import maintenant
+from regie.services.etat import etat
 from regie.services.factures import pousser_objets
 from regie.services.payfip import aujourd_hui_paris
 from tests.test_payfip_parcours import facture_json, trois_factures
@@ -22,10 +30,38 @@ def _postgresql(app: Application) -> None:
         pytest.skip("PostgreSQL seulement")
 
 
-def test_sur_sqlite_les_lectures_passent_par_le_moteur_ordinaire(app: Application) -> None:
+def test_sur_sqlite_les_lectures_n_attendent_pas_l_import_qui_tient_le_verrou(app: Application) -> None:
+    """L'import de la nuit tient le verrou d'écriture de SQLite pendant toute sa transaction : l'état,
+    la file de revue et la session d'un agent (dont l'heure de visite n'est alors pas notée) répondent
+    quand même, avec le dernier état validé. Avant, chaque lecture attendait la fin de l'import."""
     if app.moteur.dialect.name != "sqlite":
         pytest.skip("SQLite seulement")
-    assert moteur_lecture(app.moteur) is app.moteur
+    pousser_objets(app, [facture_json("F01-26-05-0000123")])
+    creer_utilisateur(app, "agent.martin", "agent", "un mot de passe assez long")
+    jeton = se_connecter(app, "agent.martin", "un mot de passe assez long").jeton
+    tient, relache = threading.Event(), threading.Event()
+
+    def import_en_cours() -> None:
+        with app.moteur.begin() as conn:  # BEGIN IMMEDIATE : le verrou d'écriture, jusqu'à la fin
+            conn.execute(text("UPDATE etat_facture SET paye = paye"))
+            tient.set()
+            relache.wait(120)
+
+    ecrivain = threading.Thread(target=import_en_cours)
+    ecrivain.start()
+    try:
+        assert tient.wait(30)
+        assert [f["numero"] for f in etat(app)["factures"]] == ["F01-26-05-0000123"]
+        assert file_revue(app, FiltresFile()).total == 0
+        agent = agent_de_la_session(app, jeton, maintenant() + timedelta(minutes=5))
+        assert agent is not None and agent.identifiant == "agent.martin"
+        assert ecrivain.is_alive()  # tout cela sans que l'import ait fini
+    finally:
+        relache.set()
+        ecrivain.join()
+    with app.sessions() as s:  # la visite n'a pas été notée : le verrou n'était pas libre
+        vue_le = s.scalar(select(SessionAgent.vue_le))
+    assert vue_le is not None and vue_le < maintenant() + timedelta(minutes=1)
 
 
 def test_les_lectures_ont_leur_pool_en_autocommit_ferme_avec_le_moteur(app: Application) -> None:

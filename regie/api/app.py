@@ -11,6 +11,7 @@ from regie.api.dependances import ApplicationDep
 from regie.api.rapide import StatutRapide
 from regie.api.schemas import Sante
 from regie.application import Application
+from regie.registre.moteur import connexion_lecture
 from regie.services.payfip import PasserellePayfip
 
 DESCRIPTION = """API du registre pour l'Espace familles.
@@ -38,7 +39,7 @@ def creer_app(application: Application, passerelle: PasserellePayfip | None = No
     @api.get("/sante", response_model=Sante, tags=["exploitation"], summary="Le service répond-il ?")
     def sante(app: ApplicationDep) -> dict[str, object]:
         try:
-            with app.moteur.connect() as conn:
+            with connexion_lecture(app.moteur) as conn:
                 conn.execute(text("select 1"))
             base = True
         except Exception:

@@ -26,6 +26,7 @@ from sqlalchemy import insert, select, update
 
 from regie.application import Application
 from regie.registre.modeles import CleApi
+from regie.registre.moteur import connexion_lecture, ecriture_sans_attendre
 from regie.registre.types import maintenant
 
 journal = structlog.get_logger()
@@ -82,7 +83,7 @@ def creer_cle(app: Application, nom: str) -> CleCreee:
 
 
 def lister_cles(app: Application) -> list[CleDecrite]:
-    with app.moteur.connect() as conn:
+    with connexion_lecture(app.moteur) as conn:
         return [CleDecrite(*r) for r in conn.execute(
             select(CleApi.nom, CleApi.prefixe, CleApi.creee_le, CleApi.revoquee_le, CleApi.utilisee_le)
             .order_by(CleApi.creee_le, CleApi.id))]
@@ -147,15 +148,16 @@ def verifier_cle(app: Application, cle: str | None, *, duree_cache: float = DURE
     connue = _CACHE.lire(empreinte)
     if connue is not None:
         return connue
-    with app.moteur.connect() as conn:
+    with connexion_lecture(app.moteur) as conn:
         ligne = conn.execute(select(CleApi.id, CleApi.nom, CleApi.empreinte).where(
             CleApi.prefixe == prefixe, CleApi.revoquee_le.is_(None))).first()
     if ligne is None or not hmac.compare_digest(ligne.empreinte, empreinte):
         return None
     instant = maintenant()
     if _CACHE.utilisation_a_noter(ligne.id, instant):
-        with app.moteur.begin() as conn:
-            conn.execute(update(CleApi).where(CleApi.id == ligne.id).values(utilisee_le=instant))
+        with ecriture_sans_attendre(app.moteur) as conn:  # pas d'attente derrière l'import de la nuit
+            if conn is not None:
+                conn.execute(update(CleApi).where(CleApi.id == ligne.id).values(utilisee_le=instant))
     if duree_cache > 0:
         _CACHE.garder(empreinte, ligne.id, ligne.nom, duree_cache)
     return ligne.id, ligne.nom

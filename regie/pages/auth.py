@@ -18,10 +18,12 @@ from datetime import datetime, timedelta
 import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from regie.application import Application
 from regie.registre.modeles_pages import ROLES, SessionAgent, Utilisateur
+from regie.registre.moteur import ecriture_sans_attendre, moteur_lecture
 from regie.registre.types import maintenant
 
 log = structlog.get_logger()
@@ -171,19 +173,23 @@ def agent_de_la_session(app: Application, jeton: str | None, maintenant_: dateti
     if not jeton:
         return None
     now = maintenant_ or maintenant()
-    with app.sessions() as s, s.begin():
+    # Lue sans le verrou d'écriture : une page répond pendant l'import de la nuit.
+    with Session(moteur_lecture(app.moteur)) as s:
         ligne = s.execute(select(SessionAgent, Utilisateur)
                           .join(Utilisateur, Utilisateur.id == SessionAgent.utilisateur_id)
                           .where(SessionAgent.empreinte == empreinte(jeton))).first()
-        if ligne is None:
-            return None
-        sa, u = ligne
-        if not u.actif or sa.expire_le <= now or sa.vue_le + INACTIVITE <= now:
-            s.delete(sa)
-            return None
-        if now - sa.vue_le > timedelta(minutes=1):  # une écriture par minute au plus
-            sa.vue_le = now
-        return Agent(u.id, u.identifiant, u.nom, u.role, sa.csrf, sa.id)
+    if ligne is None:
+        return None
+    sa, u = ligne
+    if not u.actif or sa.expire_le <= now or sa.vue_le + INACTIVITE <= now:
+        with app.moteur.begin() as conn:
+            conn.execute(delete(SessionAgent).where(SessionAgent.id == sa.id))
+        return None
+    if now - sa.vue_le > timedelta(minutes=1):  # une écriture par minute au plus, et jamais attendue
+        with ecriture_sans_attendre(app.moteur) as conn:
+            if conn is not None:
+                conn.execute(update(SessionAgent).where(SessionAgent.id == sa.id).values(vue_le=now))
+    return Agent(u.id, u.identifiant, u.nom, u.role, sa.csrf, sa.id)
 
 
 def se_deconnecter(app: Application, jeton: str | None) -> None:

@@ -32,6 +32,7 @@ from regie.registre.modeles import (
     Remise,
     Titre,
 )
+from regie.registre.moteur import connexion_lecture
 from regie.registre.types import maintenant
 from regie.services.compte import journal
 
@@ -71,7 +72,7 @@ def tableau_de_bord(app: Application, jour: date | None = None) -> TableauDeBord
     jour = jour or now.astimezone(PARIS).date()
     d_jour, d_mois = debut_du_jour(jour), debut_du_jour(jour.replace(day=1))
     fin = debut_du_jour(jour + timedelta(days=1))
-    with app.moteur.connect() as c:
+    with connexion_lecture(app.moteur) as c:
         du_jour = Paiement.recu_le >= d_jour
         # L'argent reçu : les confirmations (relevé DFT d'une remise, CRCESU) ne comptent pas deux fois.
         par_canal = [dict(r._mapping) for r in c.execute(
@@ -209,7 +210,7 @@ def file_revue(app: Application, filtres: FiltresFile, *, apres: str | None = No
     compte = _filtrer_file(select(func.count()).select_from(Anomalie)
                            .join(Paiement, Paiement.id == Anomalie.paiement_id)
                            .outerjoin(fref, fref.numero == Paiement.reference_facture), filtres, fref)
-    with app.moteur.connect() as c:
+    with connexion_lecture(app.moteur) as c:
         lignes = [dict(r._mapping) for r in c.execute(req)]
         total = int(c.execute(compte).scalar_one())
         codes = list(c.execute(select(Anomalie.code).distinct().order_by(Anomalie.code)).scalars())
@@ -229,7 +230,7 @@ def file_revue(app: Application, filtres: FiltresFile, *, apres: str | None = No
 # --- Un paiement ---------------------------------------------------------------------------------
 
 def detail_paiement(app: Application, paiement_id: int) -> dict[str, Any] | None:
-    with app.moteur.connect() as c:
+    with connexion_lecture(app.moteur) as c:
         p = c.execute(select(Paiement.__table__).where(Paiement.id == paiement_id)).first()
         if p is None:
             return None
@@ -303,7 +304,7 @@ def _par_facture(affectations: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --- Compte famille --------------------------------------------------------------------------------
 
 def compte_famille(app: Application, numero: str) -> dict[str, Any] | None:
-    with app.moteur.connect() as c:
+    with connexion_lecture(app.moteur) as c:
         d = c.execute(select(Dossier.id, Dossier.numero).where(Dossier.numero == numero)).first()
         if d is None:
             return None
@@ -338,7 +339,7 @@ def chercher_dossier(app: Application, texte: str) -> str | None:
     texte = texte.strip()
     if not texte:
         return None
-    with app.moteur.connect() as c:
+    with connexion_lecture(app.moteur) as c:
         if c.execute(select(Dossier.id).where(Dossier.numero == texte)).first():
             return texte
         r = c.execute(select(Dossier.numero).join(Facture, Facture.dossier_id == Dossier.id)
@@ -358,7 +359,7 @@ def fichiers(app: Application, *, statut: str | None, canal: str | None, page: i
     compte = select(func.count()).select_from(FichierRecu)
     for cond in ([FichierRecu.statut == statut] if statut else []) + ([FichierRecu.canal == canal] if canal else []):
         req, compte = req.where(cond), compte.where(cond)
-    with app.moteur.connect() as c:
+    with connexion_lecture(app.moteur) as c:
         lignes = [dict(r._mapping) for r in c.execute(
             req.order_by(FichierRecu.recu_le.desc(), FichierRecu.id.desc()).offset((page - 1) * taille).limit(taille))]
         total = int(c.execute(compte).scalar_one())
@@ -379,7 +380,7 @@ def titres(app: Application, *, statut: str | None, page: int, taille: int = TAI
     compte = select(func.count()).select_from(Titre)
     if statut:
         req, compte = req.where(Titre.statut == statut), compte.where(Titre.statut == statut)
-    with app.moteur.connect() as c:
+    with connexion_lecture(app.moteur) as c:
         lignes = [dict(r._mapping) for r in c.execute(
             req.order_by(Titre.exercice.desc(), Titre.piece.desc()).offset((page - 1) * taille).limit(taille))]
         total = int(c.execute(compte).scalar_one())
@@ -411,7 +412,7 @@ def journal_audit(app: Application, f: FiltresAudit, *, avant: int | None = None
             req = req.where(col == val)
     if avant is not None:
         req = req.where(Audit.id < avant)
-    with app.moteur.connect() as c:
+    with connexion_lecture(app.moteur) as c:
         lignes = [dict(r._mapping) for r in c.execute(req.order_by(Audit.id.desc()).limit(taille + 1))]
         actions = list(c.execute(select(Audit.action).distinct().order_by(Audit.action)).scalars())
     encore = len(lignes) > taille

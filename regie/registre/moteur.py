@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+ATTENTE_VERROU_MS = 60_000  # SQLite : attente du verrou d'écriture tenu par un autre processus
 
 
 def normaliser_url(url: str) -> str:
@@ -31,7 +35,9 @@ def normaliser_url(url: str) -> str:
     return url
 
 
-def creer_moteur(url: str, **options: Any) -> Engine:
+def creer_moteur(url: str, *, lecture: bool = False, **options: Any) -> Engine:
+    """Le moteur de la base. SQLite : chaque transaction prend le verrou d'écriture d'emblée, sauf sur
+    le moteur de `lecture` (des lectures seules, qui ne doivent pas attendre un écrivain)."""
     url = normaliser_url(url)
     if url.startswith("sqlite"):
         moteur = create_engine(url, connect_args={"timeout": 60}, **options)
@@ -46,7 +52,7 @@ def creer_moteur(url: str, **options: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={ATTENTE_VERROU_MS}")
             # 256 Mo de cache (alloués à l'usage) : les index d'un million de factures et les pages que le
             # rapprochement relit tiennent en mémoire. Mesuré sur 400 000 chèques : 57 s avec 64 Mo, 41 à
             # 50 s avec 256, rien de plus avec 512 (BENCHMARKS.md).
@@ -54,10 +60,13 @@ def creer_moteur(url: str, **options: Any) -> Engine:
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
 
+        # BEGIN IMMEDIATE : l'écrivain prend le verrou d'emblée, pas d'impasse à la montée en écriture.
+        # Les lectures seules : BEGIN différé, un instantané du WAL, sans attendre l'import de la nuit.
+        debut = "BEGIN" if lecture else "BEGIN IMMEDIATE"
+
         @event.listens_for(moteur, "begin")
         def _begin(conn: Any) -> None:
-            # BEGIN IMMEDIATE : l'écrivain prend le verrou d'emblée, pas d'impasse à la montée en écriture.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql(debut)
 
         return moteur
     return create_engine(url, pool_pre_ping=_ping(), pool_recycle=1800, **options)
@@ -74,26 +83,57 @@ _VERROU_LECTURE = threading.Lock()
 
 
 def moteur_lecture(moteur: Engine) -> Engine:
-    """Le moteur des lectures seules de l'API sur PostgreSQL : la même base, son propre pool en autocommit.
+    """Le moteur des lectures seules (API, pages, état) : la même base, son propre pool.
 
-    En autocommit, un aller-retour par requête SQL au lieu de trois (BEGIN, requête, ROLLBACK au retour
-    au pool), et psycopg y garde ses requêtes préparées côté serveur (un ROLLBACK les oublie toutes).
-    Même cohérence qu'avant : en READ COMMITTED chaque requête a déjà son propre instantané. Un pool à
-    part plutôt qu'une bascule d'autocommit à chaque emprunt (deux attentes psycopg par requête). Créé au
-    premier besoin, fermé avec `moteur` ; sur SQLite, `moteur` lui-même (son BEGIN est posé par
-    `creer_moteur`).
+    PostgreSQL : en autocommit, un aller-retour par requête SQL au lieu de trois (BEGIN, requête, ROLLBACK
+    au retour au pool), et psycopg y garde ses requêtes préparées côté serveur (un ROLLBACK les oublie
+    toutes). Même cohérence qu'avant : en READ COMMITTED chaque requête a déjà son propre instantané. Un
+    pool à part plutôt qu'une bascule d'autocommit à chaque emprunt (deux attentes psycopg par requête).
+    SQLite : un BEGIN différé au lieu d'IMMEDIATE ; la lecture voit le dernier état validé, pendant
+    qu'un import tient le verrou d'écriture. Créé au premier besoin, fermé avec `moteur`.
     """
-    if moteur.dialect.name != "postgresql":
-        return moteur
     with _VERROU_LECTURE:
         lecture = _LECTURE.get(moteur)
         if lecture is None:
-            # Pas de ROLLBACK au retour au pool : en autocommit aucune transaction n'y reste ouverte.
-            lecture = create_engine(moteur.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                                    pool_pre_ping=_ping(), pool_recycle=1800)
+            if moteur.dialect.name == "postgresql":
+                # Pas de ROLLBACK au retour au pool : en autocommit aucune transaction n'y reste ouverte.
+                lecture = create_engine(moteur.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                                        pool_pre_ping=_ping(), pool_recycle=1800)
+            elif moteur.url.database in (None, "", ":memory:"):
+                return moteur  # une base en mémoire n'existe que pour sa connexion
+            else:
+                lecture = creer_moteur(moteur.url.render_as_string(hide_password=False), lecture=True)
             event.listen(moteur, "engine_disposed", lambda _conn: lecture.dispose())
             _LECTURE[moteur] = lecture
         return lecture
+
+
+@contextmanager
+def ecriture_sans_attendre(moteur: Engine) -> Iterator[Connection | None]:
+    """Une transaction d'écriture si le verrou est libre tout de suite, sinon None (SQLite).
+
+    Pour les écritures accessoires d'une requête (l'heure de la dernière visite d'une session, d'un usage
+    de clé) : pendant l'import de la nuit, qui tient le verrou d'écriture de SQLite, la page répond
+    sans elles plutôt que d'attendre la fin de l'import.
+    """
+    if moteur.dialect.name != "sqlite":
+        with moteur.begin() as conn:
+            yield conn
+        return
+    with moteur.connect() as conn:
+        pilote = conn.connection.driver_connection
+        assert pilote is not None
+        pilote.execute("PRAGMA busy_timeout=0")  # par le pilote : pas de BEGIN avant
+        try:
+            try:
+                transaction = conn.begin()
+            except OperationalError:  # « database is locked » : un écrivain tient le verrou
+                yield None
+                return
+            with transaction:
+                yield conn
+        finally:
+            pilote.execute(f"PRAGMA busy_timeout={ATTENTE_VERROU_MS}")
 
 
 @contextmanager

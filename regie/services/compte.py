@@ -22,6 +22,7 @@ from sqlalchemy import Connection, case, func, literal, select, union_all
 from connecteurs.cesu.titres import debut_du_jour
 from regie.application import Application
 from regie.registre.modeles import Affectation, Dossier, Facture, MouvementCompte, Paiement
+from regie.registre.moteur import connexion_lecture
 
 NATURE_FACTURE = "facture"
 
@@ -130,7 +131,7 @@ def soldes_par_dossier() -> Any:
 
 
 def historique(app: Application, dossier: str, *, limite: int | None = None) -> list[LigneCompte]:
-    with app.moteur.connect() as conn:
+    with connexion_lecture(app.moteur) as conn:
         dossier_id = conn.execute(select(Dossier.id).where(Dossier.numero == dossier)).scalar()
         if dossier_id is None:
             raise DossierInconnu(dossier)

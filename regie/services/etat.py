@@ -20,6 +20,7 @@ from regie.registre.modeles import (
     Paiement,
     Titre,
 )
+from regie.registre.moteur import connexion_lecture
 from regie.services.compte import soldes_par_dossier
 
 
@@ -86,7 +87,7 @@ def _familles(conn: Connection) -> Iterator[dict[str, Any]]:
 
 def ecrire_etat(app: Application, sortie: TextIO) -> None:
     """Écrit l'objet JSON en flux : un million de factures ne tiennent pas en mémoire deux fois."""
-    with app.moteur.connect() as conn:
+    with connexion_lecture(app.moteur) as conn:
         sortie.write("{")
         for i, (cle, flux) in enumerate((("factures", _factures(conn)), ("paiements", _paiements(conn)),
                                          ("familles", _familles(conn)))):
