@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Select, and_, case, func, or_, select, text
 from sqlalchemy.orm import aliased
 
 from connecteurs.cesu.titres import debut_du_jour as minuit_paris
@@ -32,6 +32,7 @@ from regie.registre.modeles import (
     Remise,
     Titre,
 )
+from regie.registre.modeles_pages import FILE_OUVERTE
 from regie.registre.moteur import connexion_lecture
 from regie.registre.types import maintenant
 from regie.services.compte import journal
@@ -168,7 +169,11 @@ def lire_curseur(texte: str | None) -> tuple[datetime, int] | None:
 
 
 def _filtrer_file(req: Select[Any], f: FiltresFile, facture_ref: Any) -> Select[Any]:
-    req = req.where(Anomalie.statut.in_(STATUTS_FILE.get(f.statut, STATUTS_FILE["ouvertes"])))
+    statuts = STATUTS_FILE.get(f.statut, STATUTS_FILE["ouvertes"])
+    if statuts == STATUTS_FILE["ouvertes"]:
+        req = req.where(text(f"anomalie.{FILE_OUVERTE}"))  # l'index partiel de la file, dans l'ordre des pages
+    else:
+        req = req.where(Anomalie.statut.in_(statuts))
     if f.code:
         req = req.where(Anomalie.code == f.code)
     if f.canal:
@@ -207,9 +212,14 @@ def file_revue(app: Application, filtres: FiltresFile, *, apres: str | None = No
             req = req.where(or_(Anomalie.cree_le > cle_apres[0],
                                 and_(Anomalie.cree_le == cle_apres[0], Anomalie.id > cle_apres[1])))
         req = req.order_by(Anomalie.cree_le, Anomalie.id).limit(taille + 1)
-    compte = _filtrer_file(select(func.count()).select_from(Anomalie)
-                           .join(Paiement, Paiement.id == Anomalie.paiement_id)
-                           .outerjoin(fref, fref.numero == Paiement.reference_facture), filtres, fref)
+    if filtres.canal or filtres.regie or filtres.montant_min is not None or filtres.montant_max is not None:
+        compte = _filtrer_file(select(func.count()).select_from(Anomalie)
+                               .join(Paiement, Paiement.id == Anomalie.paiement_id)
+                               .outerjoin(fref, fref.numero == Paiement.reference_facture), filtres, fref)
+    else:
+        # Sans filtre sur le paiement ni la facture : compter les anomalies de paiement suffit (pas de jointure).
+        compte = _filtrer_file(select(func.count()).select_from(Anomalie)
+                               .where(Anomalie.paiement_id.is_not(None)), filtres, fref)
     with connexion_lecture(app.moteur) as c:
         lignes = [dict(r._mapping) for r in c.execute(req)]
         total = int(c.execute(compte).scalar_one())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from regie.registre.modeles import Anomalie, Audit, Base
@@ -48,4 +48,9 @@ class SessionAgent(Base):
 # La file de revue se lit par statut puis par ancienneté (pagination par clé) ; le journal
 # d'audit par objet. Index déclarés ici pour ne pas toucher aux modèles du registre.
 Index("ix_anomalie_file", Anomalie.statut, Anomalie.cree_le, Anomalie.id)
+# La file par défaut (ouvertes et en cours) dans l'ordre des pages : une page en lit 51 entrées, même
+# quand la file en compte cent mille (la requête répète la condition).
+FILE_OUVERTE = "statut IN ('ouverte', 'en_cours')"
+Index("ix_anomalie_file_ouverte", Anomalie.cree_le, Anomalie.id, sqlite_where=text(FILE_OUVERTE),
+      postgresql_where=text(FILE_OUVERTE))
 Index("ix_audit_objet", Audit.objet, Audit.objet_id)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 13:04:38.673915
+Create Date: 2026-12-02 14:35:08.413374
 """
 
 from alembic import op
@@ -404,6 +404,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_anomalie_cree_le"), ["cree_le"], unique=False)
         batch_op.create_index(batch_op.f("ix_anomalie_facture_id"), ["facture_id"], unique=False)
         batch_op.create_index("ix_anomalie_file", ["statut", "cree_le", "id"], unique=False)
+        batch_op.create_index(
+            "ix_anomalie_file_ouverte",
+            ["cree_le", "id"],
+            unique=False,
+            sqlite_where=sa.text("statut IN ('ouverte', 'en_cours')"),
+            postgresql_where=sa.text("statut IN ('ouverte', 'en_cours')"),
+        )
         batch_op.create_index(batch_op.f("ix_anomalie_paiement_id"), ["paiement_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_anomalie_remise_id"), ["remise_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_anomalie_statut"), ["statut"], unique=False)
@@ -670,6 +677,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_anomalie_statut"))
         batch_op.drop_index(batch_op.f("ix_anomalie_remise_id"))
         batch_op.drop_index(batch_op.f("ix_anomalie_paiement_id"))
+        batch_op.drop_index(
+            "ix_anomalie_file_ouverte",
+            sqlite_where=sa.text("statut IN ('ouverte', 'en_cours')"),
+            postgresql_where=sa.text("statut IN ('ouverte', 'en_cours')"),
+        )
         batch_op.drop_index("ix_anomalie_file")
         batch_op.drop_index(batch_op.f("ix_anomalie_facture_id"))
         batch_op.drop_index(batch_op.f("ix_anomalie_cree_le"))
