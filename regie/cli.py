@@ -43,10 +43,10 @@ def cmd_init(app: Application, _args: argparse.Namespace) -> int:
 
 
 def cmd_factures_importer(app: Application, args: argparse.Namespace) -> int:
-    from regie.services.fichiers import RapportImport, reconnu_inchange
+    from regie.services.fichiers import message_si_inchange
 
-    if reconnu_inchange(app, args.fichier, "factures"):
-        print(RapportImport(args.fichier.name, "factures", deja_importe=True).message())
+    if (deja := message_si_inchange(app, args.fichier, "factures")) is not None:
+        print(deja)
         return OK
     from regie.services.factures import importer_fichier_factures
 

@@ -17,11 +17,10 @@ CANAUX_CLI = ("buraliste", "cesu", "crcesu", "cheque", "cfonb", "pes-retour")
 
 
 def cmd_paiements_importer(app: Application, args: argparse.Namespace) -> int:
-    from regie.services.fichiers import CANAUX_FICHIER, RapportImport, reconnu_inchange
+    from regie.services.fichiers import CANAUX_FICHIER, message_si_inchange
 
-    canal = CANAUX_FICHIER[args.canal]
-    if reconnu_inchange(app, args.fichier, canal):
-        print(RapportImport(args.fichier.name, canal, deja_importe=True).message())
+    if (deja := message_si_inchange(app, args.fichier, CANAUX_FICHIER[args.canal])) is not None:
+        print(deja)
         return 0
     from regie.services.paiements import importer_fichier_paiements
 

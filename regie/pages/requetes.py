@@ -212,14 +212,14 @@ def file_revue(app: Application, filtres: FiltresFile, *, apres: str | None = No
             req = req.where(or_(Anomalie.cree_le > cle_apres[0],
                                 and_(Anomalie.cree_le == cle_apres[0], Anomalie.id > cle_apres[1])))
         req = req.order_by(Anomalie.cree_le, Anomalie.id).limit(taille + 1)
+    compte = select(func.count()).select_from(Anomalie)
     if filtres.canal or filtres.regie or filtres.montant_min is not None or filtres.montant_max is not None:
-        compte = _filtrer_file(select(func.count()).select_from(Anomalie)
-                               .join(Paiement, Paiement.id == Anomalie.paiement_id)
-                               .outerjoin(fref, fref.numero == Paiement.reference_facture), filtres, fref)
+        compte = (compte.join(Paiement, Paiement.id == Anomalie.paiement_id)
+                  .outerjoin(fref, fref.numero == Paiement.reference_facture))
     else:
         # Sans filtre sur le paiement ni la facture : compter les anomalies de paiement suffit (pas de jointure).
-        compte = _filtrer_file(select(func.count()).select_from(Anomalie)
-                               .where(Anomalie.paiement_id.is_not(None)), filtres, fref)
+        compte = compte.where(Anomalie.paiement_id.is_not(None))
+    compte = _filtrer_file(compte, filtres, fref)
     with connexion_lecture(app.moteur) as c:
         lignes = [dict(r._mapping) for r in c.execute(req)]
         total = int(c.execute(compte).scalar_one())

@@ -210,7 +210,7 @@ class _Import:
 
     def _ids_dossiers(self, numeros: Iterable[str]) -> dict[str, int]:
         connus = self.dossiers
-        manquants = {d for d in set(numeros) if d not in connus}
+        manquants = {d for d in numeros if d not in connus}
         if manquants:
             connus.update(creer_dossiers(self.conn, sorted(manquants)) if self.tous_les_dossiers
                           else dossiers_ids(self.conn, manquants))

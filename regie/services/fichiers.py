@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from regie.application import Application
 from regie.erreurs import FichierRefuse
 from regie.registre.modeles import FichierRecu
+from regie.registre.moteur import connexion_lecture
 from regie.registre.types import maintenant
 
 log = structlog.get_logger()
@@ -129,12 +130,19 @@ def reconnu_inchange(app: Application, chemin: Path, canal: str, avant: os.stat_
     Les commandes d'import le demandent avant de charger le code de lecture et de rapprochement : relancer
     une nuit sur des fichiers déjà importés ne coûte alors que le démarrage.
     """
-    with app.moteur.connect() as conn:
+    with connexion_lecture(app.moteur) as conn:  # une lecture : n'attend pas un import en cours
         connu = reconnu_par_signature(conn, canal, signature_fichier(avant or chemin.stat()))
     if connu is None:
         return False
     log.info("fichier_deja_importe", fichier=chemin.name, canal=canal, sha256=connu, reconnu_par="signature")
     return True
+
+
+def message_si_inchange(app: Application, chemin: Path, canal: str) -> str | None:
+    """Ce que dit une commande d'import d'un fichier reconnu inchangé (`reconnu_inchange`) ; None sinon."""
+    if not reconnu_inchange(app, chemin, canal):
+        return None
+    return RapportImport(chemin.name, canal, deja_importe=True).message()
 
 
 T = TypeVar("T")
