@@ -10,8 +10,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
 
-from regie.registre.masse import executer_par_paquets
+from regie.registre.masse import Ecriture, executer_ecritures, preparer_paquets
 
 
 def mettre_a_jour(conn: Connection, table: str, affectations: Sequence[str], cle: str,
@@ -21,9 +22,15 @@ def mettre_a_jour(conn: Connection, table: str, affectations: Sequence[str], cle
     `affectations` : des expressions SQL où `{}` marque chaque paramètre, ex. « affecte = affecte + {} » ;
     `types` : le type SQL de chaque paramètre, clé comprise (PostgreSQL). Une clé ne figure qu'une fois.
     """
+    executer_ecritures(conn, preparer_mise_a_jour(conn.dialect, table, affectations, cle, lignes, types))
+
+
+def preparer_mise_a_jour(dialect: Dialect, table: str, affectations: Sequence[str], cle: str,
+                         lignes: Sequence[Sequence[Any]], types: Sequence[str]) -> list[Ecriture]:
+    """Les instructions de `mettre_a_jour`, sans les exécuter."""
     if not lignes:
-        return
-    if conn.dialect.name == "postgresql":
+        return []
+    if dialect.name == "postgresql":
         # Une seule requête : les paramètres en colonnes (un tableau par colonne), joints par la clé.
         # Sinon un aller-retour et une exécution par ligne.
         n = len(types) - 1
@@ -33,16 +40,15 @@ def mettre_a_jour(conn: Connection, table: str, affectations: Sequence[str], cle
         alias = ", ".join([*(f"p{i}" for i in range(n)), "cle"])
         sql = (f"UPDATE {table} SET {', '.join(ensembles)} FROM unnest({colonnes}) AS v({alias}) "
                f"WHERE {table}.{cle} = v.cle")
-        conn.exec_driver_sql(sql, tuple(list(c) for c in zip(*lignes, strict=True)))
-        return
+        return [Ecriture(sql, tuple(list(c) for c in zip(*lignes, strict=True)))]
     # SQLite : UPDATE … FROM (VALUES …) par paquets de rangées, une instruction par paquet plutôt qu'une
     # exécution par rangée.
     n = len(lignes[0])
     valeurs = iter(f"v.column{i}" for i in range(1, n))
     affecter = ", ".join(_remplir(a, valeurs) for a in affectations)
     rangee = "(" + ", ".join("?" * n) + ")"
-    executer_par_paquets(conn, lambda k: (f"UPDATE {table} SET {affecter} FROM (VALUES {', '.join([rangee] * k)}) "
-                                          f"AS v WHERE {table}.{cle} = v.column{n}"), lignes, n)
+    return preparer_paquets(lambda k: (f"UPDATE {table} SET {affecter} FROM (VALUES {', '.join([rangee] * k)}) "
+                                       f"AS v WHERE {table}.{cle} = v.column{n}"), lignes, n)
 
 
 def _remplir(gabarit: str, noms: Iterator[str]) -> str:

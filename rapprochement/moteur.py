@@ -9,16 +9,23 @@ Pour le débit (un million de paiements par nuit chez les plus grandes collectiv
   ne les change) ; chaque lot ne lit que celles qu'il n'a pas encore vues, par requêtes groupées ;
 - les écritures d'un lot partent d'un coup (insertions et mises à jour en masse) ;
 - à l'import d'un fichier, les paiements nouveaux sont décidés avant d'être écrits
-  (`rapprocher_a_l_import`) : une seule écriture par paiement, dans la transaction de l'import.
+  (`rapprocher_a_l_import`) : une seule écriture par paiement, dans la transaction de l'import ;
+- les écritures d'un lot partent dans un second fil (`_Ecrivain`) pendant que le lot suivant se décide :
+  la base les exécute sans le verrou de Python. Le lot suivant ne lit de la base que ce que ces
+  écritures ne changent pas (les factures qu'elles touchent restent en mémoire) ; ses suggestions, qui
+  lisent les restes dus, attendent qu'elles soient faites.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
+import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,9 +34,10 @@ from typing import Any
 import msgspec
 import structlog
 from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from rapprochement import regles
-from rapprochement.ecritures import mettre_a_jour
+from rapprochement.ecritures import preparer_mise_a_jour
 from rapprochement.regles import (
     CODES_REESSAYES,
     Decision,
@@ -42,7 +50,17 @@ from regie.domaine import FactureEtat, LigneEtat, cles_possibles, mots_du_nom, s
 from regie.progression import Progression
 from regie.registre.etats import TITRES_ACTIFS, completer
 from regie.registre.lignes import LigneFacture, encoder_json
-from regie.registre.masse import curseur_du_pilote, inserer_tuples, lire_par_cles, sans_ramasse_miettes, table_de
+from regie.registre.masse import (
+    Ecriture,
+    curseur_du_pilote,
+    executer_au_pilote,
+    executer_ecritures,
+    inserer_tuples,
+    lire_par_cles,
+    preparer_insertion,
+    sans_ramasse_miettes,
+    table_de,
+)
 from regie.registre.modeles import (
     ANOMALIE_OUVERTE,
     CONDITION_OUVERTES,
@@ -79,6 +97,9 @@ COLONNES_PAIEMENT = ("id", "canal", "reference", "montant", "recu_le", "referenc
                      "anomalie", "dossier_id", "confirme_paiement_id", "decision_manuelle", "version", "cree_le")
 _JETON = re.compile(r"[A-Za-z0-9][A-Za-z0-9/-]{4,29}")
 STATUTS_OUVERTS = ("emise", "partiellement_payee", "titree")
+# Les canaux dont la décision ne lit, en plus des factures, que ce qu'aucune écriture du moteur ne change :
+# leur lot se décide pendant que le précédent s'écrit.
+CANAUX_SANS_ATTENTE = frozenset({"buraliste", "cheque", "cesu", "virement"})
 
 
 @dataclass
@@ -123,6 +144,83 @@ def verrouiller(conn: Connection) -> None:
     """Un seul moteur écrit à la fois (PostgreSQL) ; SQLite a déjà pris son verrou (BEGIN IMMEDIATE)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": VERROU_RAPPROCHEMENT})
+
+
+class _Ecrivain:
+    """Les écritures d'un lot, exécutées dans un second fil pendant que le lot suivant se décide.
+
+    Une écriture à la fois : `soumettre` attend la précédente. Le fil écrit par la connexion du pilote
+    de la même transaction (SQLite et psycopg sérialisent les instructions d'une connexion) ; la base
+    travaille sans le verrou de Python, le fil principal décide pendant ce temps. `REGIE_ECRITURE_PARALLELE=0`
+    écrit dans le fil principal (mêmes écritures, même ordre).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pilote = conn.connection.dbapi_connection
+        parallele = os.environ.get("REGIE_ECRITURE_PARALLELE", "1") != "0"
+        self.fil = ThreadPoolExecutor(1, thread_name_prefix="regie-ecriture") if parallele else None
+        self.en_cours: Future[None] | None = None
+        self.derniere: Sequence[Ecriture] = ()
+
+    def soumettre(self, ecritures: Sequence[Ecriture]) -> None:
+        self.attendre()
+        if not ecritures:
+            return
+        if self.fil is None:
+            executer_ecritures(self.conn, ecritures)
+            return
+        self.derniere = ecritures
+        self.en_cours = self.fil.submit(_ecrire_au_pilote, self.pilote, ecritures)
+
+    def attendre(self) -> None:
+        """Les écritures soumises sont faites (leur erreur remonte ici, comme l'aurait dit SQLAlchemy)."""
+        if self.en_cours is None:
+            return
+        en_cours, self.en_cours = self.en_cours, None
+        try:
+            en_cours.result()
+        except self.conn.dialect.loaded_dbapi.Error as erreur:
+            sql = next((e.sql for e in self.derniere), "")
+            raise DBAPIError.instance(sql, None, erreur, self.conn.dialect.loaded_dbapi.Error,
+                                      dialect=self.conn.dialect) from erreur
+
+    def fermer(self, *, en_erreur: bool) -> None:
+        """Avant la fin de la transaction : plus rien ne s'écrit (même après une erreur du fil principal)."""
+        try:
+            if en_erreur and self.en_cours is not None:
+                self.en_cours.exception()  # attendue, sans masquer l'erreur qui remonte déjà
+                self.en_cours = None
+            self.attendre()
+        finally:
+            if self.fil is not None:
+                self.fil.shutdown(wait=True)
+
+
+def _ecrire_au_pilote(pilote: Any, ecritures: Sequence[Ecriture]) -> None:
+    points_de_crash.point("ecriture_lot")  # les tests y retardent l'écriture pendant que le lot suivant se décide
+    executer_au_pilote(pilote, ecritures)
+
+
+# Le fil d'écriture reprend le verrou de Python après chaque instruction ; le fil principal, qui décide,
+# le rend au bout de cet intervalle (5 ms par défaut : l'écriture d'un lot attendrait plus que sa décision).
+INTERVALLE_DE_BASCULE = 0.0001  # secondes
+
+
+@contextmanager
+def _ecrivain(conn: Connection) -> Iterator[_Ecrivain]:
+    ecrivain = _Ecrivain(conn)
+    intervalle = sys.getswitchinterval()
+    if ecrivain.fil is not None:
+        sys.setswitchinterval(INTERVALLE_DE_BASCULE)
+    try:
+        yield ecrivain
+    except BaseException:
+        ecrivain.fermer(en_erreur=True)
+        raise
+    finally:
+        sys.setswitchinterval(intervalle)
+    ecrivain.fermer(en_erreur=False)
 
 
 @contextmanager
@@ -186,8 +284,8 @@ def _ouverts(conn: Connection) -> list[tuple[datetime, str, str, int]]:
     peut se résoudre (index des anomalies à reprendre).
     """
     colonnes = (Paiement.recu_le, Paiement.canal, Paiement.reference, Paiement.id)
-    trouves = set(conn.execute(select(*colonnes).where(text(f"paiement.{PAIEMENT_OUVERT}"),
-                                                       Paiement.statut == "a_traiter")).tuples())
+    a_traiter = select(*colonnes).where(text(f"paiement.{PAIEMENT_OUVERT}"), Paiement.statut == "a_traiter")
+    trouves: set[tuple[Any, ...]] = {tuple(r) for r in conn.execute(a_traiter)}
     arrivees = _dernieres_arrivees(conn)
     constatee = func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le)
     for canal, sources in _RESOLUTIONS.items():
@@ -198,11 +296,11 @@ def _ouverts(conn: Connection) -> list[tuple[datetime, str, str, int]]:
         # a été constatée : relancer sans nouveauté ne changerait rien. Un canal à la fois : l'index
         # donne exactement ses anomalies constatées avant cette arrivée ; chacune mène à son paiement
         # (sans la condition de l'index partiel des paiements ouverts, que SQLite parcourrait sinon).
-        trouves.update(conn.execute(
+        trouves.update(tuple(r) for r in conn.execute(
             select(*colonnes).join(Anomalie, Anomalie.paiement_id == Paiement.id)
             .where(text(f"anomalie.{ANOMALIE_OUVERTE}"), Anomalie.code.in_(CODES_REESSAYES), Anomalie.canal == canal,
                    constatee < max(instants), Paiement.statut == "en_anomalie",
-                   Paiement.anomalie.in_(CODES_REESSAYES), Paiement.decision_manuelle.is_(False))).tuples())
+                   Paiement.anomalie.in_(CODES_REESSAYES), Paiement.decision_manuelle.is_(False))))
     return sorted((_instant(r), c, ref, i) for r, c, ref, i in trouves)
 
 
@@ -221,15 +319,18 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
             # Plusieurs lots par transaction : SQLite réécrit à chaque validation toutes les pages d'index
             # touchées (reste dû, statuts), les mêmes d'un lot à l'autre. Le verrou est pris avant de relire
             # quoi que ce soit ; chaque lot relit ses paiements et voit les écritures des précédents.
-            with app.moteur.begin() as conn:
+            with app.moteur.begin() as conn, _ecrivain(conn) as ecrivain:
                 verrouiller(conn)
                 memoire = _Memoire(conn)
-                for rang, ids_lot in enumerate(groupe, 1):
-                    lot = _Lot(memoire, bilan)
-                    lot.traiter(lot.relire(ids_lot))
-                    lot.ecrire()
-                    if rang < len(groupe):
+
+                def relire(ids_lot: list[int]) -> Callable[[_Lot], list[Element]]:
+                    return lambda lot: lot.relire(ids_lot)
+
+                def apres(rang: int, dernier: int = len(groupe)) -> None:
+                    if rang < dernier:
                         points_de_crash.point("rapprochement_lot")  # un point par lot : ici, avant la validation
+
+                _enchainer(memoire, bilan, ecrivain, [relire(ids_lot) for ids_lot in groupe], apres)
             progression.avancer(sum(len(ids_lot) for ids_lot in groupe))
             points_de_crash.point("rapprochement_lot")
     progression.terminer()
@@ -254,25 +355,28 @@ def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement],
     progression = Progression("rapprochement", "paiements")
     # Sans ramasse-miettes dès le tri : des centaines de milliers de tuples neufs déclencheraient des
     # passes complètes sur tout le tas (les paiements du fichier ; le profil y comptait 4 % de l'import).
-    with sans_ramasse_miettes():
+    with sans_ramasse_miettes(), _ecrivain(conn) as ecrivain:
         ordre: list[tuple[Any, ...]] = sorted(
             [(p.recu_le, p.canal, p.reference, p.id, p) for p in nouveaux]
             + [(r, c, ref, i, None) for r, c, ref, i in anciens], key=_cle_d_ordre)
-        for debut in range(0, len(ordre), taille_lot):
-            morceau = ordre[debut:debut + taille_lot]
-            lot = _Lot(memoire, bilan)
-            a_relire = [t[3] for t in morceau if t[4] is None]
-            relus = {v.id: (v, s, a) for v, s, a in lot.relire(a_relire)} if a_relire else {}
-            elements: list[tuple[PaiementVue, str, str | None]] = []
-            for *_, pid, nouveau in morceau:
-                if nouveau is None:
-                    if pid in relus:
-                        elements.append(relus[pid])
-                else:
-                    elements.append((lot.nouveau(nouveau), "a_traiter", None))
-            lot.traiter(elements)
-            lot.ecrire()
-            progression.avancer(len(morceau))
+        morceaux = [ordre[debut:debut + taille_lot] for debut in range(0, len(ordre), taille_lot)]
+
+        def lire(morceau: list[tuple[Any, ...]]) -> Callable[[_Lot], list[Element]]:
+            def elements(lot: _Lot) -> list[Element]:
+                a_relire = [t[3] for t in morceau if t[4] is None]
+                relus = {v.id: (v, s, a) for v, s, a in lot.relire(a_relire)} if a_relire else {}
+                resultat: list[Element] = []
+                for *_, pid, nouveau in morceau:
+                    if nouveau is None:
+                        if pid in relus:
+                            resultat.append(relus[pid])
+                    else:
+                        resultat.append((lot.nouveau(nouveau), "a_traiter", None))
+                return resultat
+            return elements
+
+        _enchainer(memoire, bilan, ecrivain, [lire(m) for m in morceaux],
+                   lambda rang: progression.avancer(len(morceaux[rang - 1])))
     progression.terminer()
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
              anomalies=bilan.anomalies, a_l_import=True)
@@ -281,6 +385,34 @@ def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement],
 
 def _cle_d_ordre(t: tuple[Any, ...]) -> tuple[Any, ...]:
     return t[:4]
+
+
+# Un paiement d'un lot : sa vue, son statut, son anomalie ouverte (pour une relance).
+Element = tuple[PaiementVue, str, "str | None"]
+
+
+def _enchainer(memoire: _Memoire, bilan: BilanRapprochement, ecrivain: _Ecrivain,
+               lots: Sequence[Callable[[_Lot], list[Element]]], apres: Callable[[int], None]) -> None:
+    """Les lots dans l'ordre : chacun se décide pendant que le précédent s'écrit.
+
+    Pour le lot k : attendre l'écriture de k-2 ; lire (paiements, factures, familles) sans écriture en
+    cours, la base disant l'état après k-2 et la mémoire ce que k-1 a changé ; soumettre k-1 (ses
+    suggestions se lisent alors, sur la base telle qu'au début de k-1) ; décider k pendant que k-1
+    s'écrit. Les décisions sont celles d'un lot après l'autre.
+    """
+    precedent: _Lot | None = None
+    for rang, lire in enumerate(lots, 1):
+        ecrivain.attendre()
+        memoire.oublier(garder=precedent.factures_modifiees if precedent is not None else set())
+        lot = _Lot(memoire, bilan, ecrivain)
+        lot.preparer(lire(lot))
+        if precedent is not None:
+            precedent.soumettre()
+        lot.decider()
+        precedent = lot
+        apres(rang)
+    if precedent is not None:
+        precedent.soumettre()
 
 
 # --- Petites conversions (valeurs brutes du pilote) --------------------------------------------------
@@ -339,10 +471,11 @@ STATUTS_FAMILLE = ("emise", "partiellement_payee")  # ceux de CONDITION_OUVERTES
 class _Memoire:
     """Ce qu'une transaction du moteur sait des factures.
 
-    Les factures d'un lot sont lues une fois et tenues à jour en mémoire jusqu'à l'écriture du lot, puis
-    oubliées (la base dit alors la même chose) : la mémoire ne grandit pas avec le fichier. Restent :
-    les clés cherchées sans succès (aucune facture n'arrive pendant un rapprochement) et l'index des
-    factures ouvertes par reste dû (famille du tireur), tenu à l'image de la base à chaque écriture.
+    Les factures d'un lot sont lues une fois et tenues à jour en mémoire jusqu'à l'écriture du lot ;
+    celles qu'il a changées restent en mémoire tant que cette écriture n'est pas faite (`en_attente`), les
+    autres sont oubliées (la base dit la même chose) : la mémoire ne grandit pas avec le fichier.
+    Restent aussi : les clés cherchées sans succès (aucune facture n'arrive pendant un rapprochement) et
+    l'index des factures ouvertes par reste dû (famille du tireur), tenu à l'image des lots soumis.
     """
 
     def __init__(self, conn: Connection) -> None:
@@ -363,6 +496,8 @@ class _Memoire:
         # Les suggestions lues pour un montant, le temps d'un lot (la base ne change qu'à son écriture).
         self.proches_lus: dict[int, list[FactureEtat]] = {}
         self.cle_de: dict[int, str] = {}  # la clé du payeur de chaque facture en mémoire
+        # Les factures que change le lot précédent, pas encore écrit : la base en dit l'état d'avant.
+        self.en_attente: set[int] = set()
 
     def _charger(self, rangees: Iterable[tuple[Any, ...]]) -> None:
         nouvelles: list[FactureEtat] = []
@@ -396,14 +531,22 @@ class _Memoire:
         self.numeros_absents.update(n for n in numeros if n not in self.par_numero)
         self.refdets_absents.update(r for r in refdets if r not in self.par_refdet)
 
-    def oublier(self) -> None:
-        """Après l'écriture d'un lot : la base sait tout, la mémoire se vide."""
-        self.factures.clear()
-        self.par_numero.clear()
-        self.par_refdet.clear()
-        self.ecrit.clear()
-        self.cle_de.clear()
+    def oublier(self, garder: set[int]) -> None:
+        """Avant de lire pour un lot, les lots d'avant le précédent écrits : seules restent les factures que
+        le précédent a changées, pas encore écrites ; la base dit le reste."""
+        factures = self.factures
+        for fid in [i for i in factures if i not in garder]:
+            del factures[fid], self.ecrit[fid], self.cle_de[fid]
+        for numero in [n for n, i in self.par_numero.items() if i not in garder]:
+            del self.par_numero[numero]
+        for refdet in list(self.par_refdet):
+            gardes = [i for i in self.par_refdet[refdet] if i in garder]
+            if gardes:
+                self.par_refdet[refdet] = gardes
+            else:
+                del self.par_refdet[refdet]
         self.proches_lus.clear()
+        self.en_attente = set(garder)
 
     # --- Famille du tireur ----------------------------------------------------------------------
 
@@ -422,7 +565,16 @@ class _Memoire:
                                        f"WHERE f.payeur_cle IN ({', '.join([self.marque] * len(cles))}) "
                                        f"AND {_OUVERTES} AND e.reste_du {{cles}}", montants, avant=cles)
         for echeance, numero, m, fid, cle in rangees:
-            self.familles.setdefault(m, {}).setdefault(cle, {})[fid] = ((_jour(echeance), numero), fid)
+            if fid not in self.en_attente:  # lue avant ou après l'écriture en cours : voir plus bas
+                self.familles.setdefault(m, {}).setdefault(cle, {})[fid] = ((_jour(echeance), numero), fid)
+        # Les factures du lot pas encore écrit : leur état décidé (celui que la base aura), pas celui lu.
+        montants_lus, cles_lues = set(montants), set(cles)
+        for fid in self.en_attente:
+            reste, statut = self.ecrit[fid]
+            cle = self.cle_de[fid]
+            if statut in STATUTS_FAMILLE and reste in montants_lus and cle in cles_lues:
+                f = self.factures[fid]
+                self.familles.setdefault(reste, {}).setdefault(cle, {})[fid] = ((f.echeance, f.numero), fid)
 
     def candidates(self, montant: int, mots: frozenset[str]) -> list[Candidate]:
         """Les factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots du tireur,
@@ -441,21 +593,11 @@ class _Memoire:
                 continue
             cle = self.cle_de[f.id]
             if statut_avant in STATUTS_FAMILLE and (reste_avant, cle) in self.familles_lues:
-                self.familles[reste_avant][cle].pop(f.id, None)
+                self.familles.get(reste_avant, {}).get(cle, {}).pop(f.id, None)
             if f.statut in STATUTS_FAMILLE and (f.reste, cle) in self.familles_lues:
                 self.familles.setdefault(f.reste, {}).setdefault(cle, {})[f.id] = ((f.echeance, f.numero), f.id)
 
     # --- Suggestions ----------------------------------------------------------------------------
-
-    def proches(self, montant: int) -> list[FactureEtat]:
-        """Suggestions : factures ouvertes dont le reste égale le montant (les plus anciennes d'abord).
-
-        Lues dans la base (l'état au début du lot) ; elles ne servent qu'à l'affichage et n'entrent pas
-        dans la mémoire.
-        """
-        if montant not in self.proches_lus:
-            self.precharger_proches([montant])
-        return self.proches_lus[montant]
 
     def precharger_proches(self, montants: Iterable[int]) -> None:
         """Les suggestions de plusieurs montants : sous PostgreSQL en une requête (un aller-retour)."""
@@ -481,8 +623,9 @@ class _Memoire:
 class _Lot:
     """Un lot de paiements : décisions dans l'ordre, écritures en attente, puis écrites d'un coup."""
 
-    def __init__(self, memoire: _Memoire, bilan: BilanRapprochement) -> None:
+    def __init__(self, memoire: _Memoire, bilan: BilanRapprochement, ecrivain: _Ecrivain) -> None:
         self.memoire = memoire
+        self.ecrivain = ecrivain
         self.conn = memoire.conn
         self.bilan = bilan
         self.now = maintenant()
@@ -502,6 +645,12 @@ class _Lot:
         self.remises: list[dict[str, Any]] = []
         self.suggerer = True
         self.reevaluees: list[int] = []
+        # Les anomalies à compléter de leurs suggestions par le reste dû, lues une fois l'écriture du lot
+        # précédent faite : (place dans `anomalies`, montant, la règle à refaire avec ces suggestions).
+        self.a_suggerer: list[tuple[int, int, Callable[[list[FactureEtat]], Decision]]] = []
+        self.elements: list[Element] = []
+        self.etats_changent: list[tuple[Any, ...]] = []
+        self.etats_paye_seul: list[tuple[Any, ...]] = []
 
     # --- Les paiements du lot ---------------------------------------------------------------------
 
@@ -531,22 +680,41 @@ class _Lot:
         return PaiementVue(p.id, p.canal, p.reference, p.montant, p.recu_le, p.reference_facture, p.remise,
                            _decoder_details(p.details))
 
-    def traiter(self, elements: Sequence[tuple[PaiementVue, str, str | None]]) -> None:
+    def preparer(self, elements: list[Element]) -> None:
+        """Les lectures du lot (factures désignées, familles des tireurs), avant ses décisions."""
+        self.elements = elements
         vues = [v for v, _, _ in elements]
         self._precharger(vues)
         self._precharger_familles(vues)
-        # Les suggestions que le lot demandera sans doute (référence introuvable), lues d'un coup.
-        self.memoire.precharger_proches(v.montant for v, statut, _ in elements
-                                        if statut != "en_anomalie" and self._sans_facture(v))
+
+    def decider(self) -> None:
+        """Les décisions, sans lire la base (le lot précédent s'écrit pendant ce temps), sauf les canaux qui
+        lisent remises, paniers ou titres : ils attendent cette écriture."""
+        elements = self.elements
+        if any(v.canal not in CANAUX_SANS_ATTENTE for v, _, _ in elements):
+            self.ecrivain.attendre()
         for vue, statut, anomalie in elements:
             self.bilan.examines += 1
             self.suggerer = statut != "en_anomalie"
-            decision = self._decider(vue)
+            decision, refaire = self._decider(vue)
             if statut == "en_anomalie" and decision.anomalie == anomalie:
                 self.bilan.inchanges += 1  # toujours la même raison : on note seulement la relance
                 self.reevaluees.append(vue.id)
                 continue
             self._appliquer(vue, decision, ancienne=anomalie if statut == "en_anomalie" else None)
+            if refaire is not None and decision.anomalie is not None:
+                self.a_suggerer.append((len(self.anomalies) - 1, vue.montant, refaire))
+        # L'état des factures changées, tel que la base le dira une fois le lot écrit. Une colonne indexée
+        # n'est écrite que si sa valeur change : sous SQLite, l'écrire coûte la mise à jour de son index
+        # même à valeur égale.
+        ecrit = self.memoire.ecrit
+        for i in sorted(self.factures_modifiees):
+            f = self.factures[i]
+            if f.statut != ecrit[i][1]:
+                self.etats_changent.append((f.paye, f.statut, i))
+            else:
+                self.etats_paye_seul.append((f.paye, i))
+        self.memoire.ecrites(self.factures[i] for i in self.factures_modifiees)
 
     def _precharger(self, vues: list[PaiementVue]) -> None:
         numeros: set[str] = set()
@@ -565,61 +733,68 @@ class _Lot:
                 refdets |= jetons
         self.memoire.charger(ids=dettes, numeros=numeros, refdets=refdets)
 
-    def _sans_facture(self, v: PaiementVue) -> bool:
-        """Le paiement ne désigne aucune facture connue (ses suggestions serviront) ; une estimation."""
-        memoire = self.memoire
-        if v.canal == "buraliste":
-            return (not v.details.get("datamatrix_valide", False) or not v.reference_facture
-                    or not v.reference_facture.isdigit() or int(v.reference_facture) not in memoire.factures)
-        if v.canal in ("cesu", "cheque"):
-            return (v.reference_facture or "") not in memoire.par_numero
-        return v.canal == "virement"
-
-    def _proches(self, montant: int) -> list[FactureEtat]:
-        """Une relance (paiement déjà en revue pour la même raison) n'en recalcule pas : rien ne sera réécrit."""
-        return self.memoire.proches(montant) if self.suggerer else []
-
     # --- Décisions ------------------------------------------------------------------------------
 
-    def _decider(self, p: PaiementVue) -> Decision:
+    def _decider(self, p: PaiementVue) -> tuple[Decision, Callable[[list[FactureEtat]], Decision] | None]:
+        """La décision, et pour une référence introuvable la règle à refaire avec les suggestions par le reste dû.
+
+        Celles-ci se lisent dans la base telle qu'au début du lot, donc après l'écriture du précédent
+        (`_suggerer`) ; la règle est refaite sur l'état des factures à l'instant de la décision (copié).
+        """
         memoire = self.memoire
+        sans: list[FactureEtat] = []
+        suggerer = self.suggerer
         if p.canal == "buraliste":
             dette = int(p.reference_facture) if p.reference_facture and p.reference_facture.isdigit() else None
             f = self.factures.get(dette) if dette is not None else None
-            d = regles.decider_buraliste(p, f, [])
-            if d.anomalie in ("DATAMATRIX_INVALIDE", "REFERENCE_INCONNUE"):
-                d = regles.decider_buraliste(p, f, self._proches(p.montant))
-            return d
+            d = regles.decider_buraliste(p, f, sans)
+            if suggerer and d.anomalie in ("DATAMATRIX_INVALIDE", "REFERENCE_INCONNUE"):
+                return d, functools.partial(regles.decider_buraliste, p, _copie(f))
+            return d, None
         if p.canal == "cesu":
             f = self.factures.get(memoire.par_numero.get(p.reference_facture or "", -1))
-            d = regles.decider_cesu(p, f, [])
-            return regles.decider_cesu(p, f, self._proches(p.montant)) if d.anomalie == "REFERENCE_INCONNUE" else d
+            d = regles.decider_cesu(p, f, sans)
+            if suggerer and d.anomalie == "REFERENCE_INCONNUE":
+                return d, functools.partial(regles.decider_cesu, p, _copie(f))
+            return d, None
         if p.canal == "cheque":
             f = self.factures.get(memoire.par_numero.get(p.reference_facture or "", -1))
             famille = [] if f is not None else self._famille_du_tireur(p)
-            d = regles.decider_cheque(p, f, famille, [])
-            if d.anomalie == "REFERENCE_INCONNUE":
-                d = regles.decider_cheque(p, f, famille, self._proches(p.montant))
-            return d
+            d = regles.decider_cheque(p, f, famille, sans)
+            if suggerer and d.anomalie == "REFERENCE_INCONNUE":
+                return d, functools.partial(regles.decider_cheque, p, _copie(f), [_exiger(_copie(x)) for x in famille])
+            return d, None
         if p.canal == "virement":
             jetons = set(_JETON.findall(str(p.details.get("texte") or "")))
             trouvees = sorted({fid for j in jetons
                                for fid in ([memoire.par_numero[j]] if j in memoire.par_numero else [])
                                + memoire.par_refdet.get(j, [])})
-            d = regles.decider_virement(p, [self.factures[i] for i in trouvees], [])
-            if d.anomalie == "REFERENCE_INCONNUE":
-                d = regles.decider_virement(p, [], self._proches(p.montant))
-            return d
+            d = regles.decider_virement(p, [self.factures[i] for i in trouvees], sans)
+            if suggerer and d.anomalie == "REFERENCE_INCONNUE":
+                return d, functools.partial(regles.decider_virement, p, [])
+            return d, None
         if p.canal == "payfip":
-            return regles.decider_payfip(p, self._panier(p.reference), self._par_refdet(p.reference_facture))
+            return regles.decider_payfip(p, self._panier(p.reference), self._par_refdet(p.reference_facture)), None
         if p.canal == "cfonb":
-            return regles.decider_confirmation_dft(p, self._remise(p.remise))
+            return regles.decider_confirmation_dft(p, self._remise(p.remise)), None
         if p.canal == "crcesu":
-            return regles.decider_crcesu(p, self._remise(p.remise or p.reference))
+            return regles.decider_crcesu(p, self._remise(p.remise or p.reference)), None
         if p.canal == "pes_retour":
             f, rang = self._titre(p)
-            return regles.decider_pes_retour(p, f, self._a_confirmer(p, f) if f else None, rang)
+            return regles.decider_pes_retour(p, f, self._a_confirmer(p, f) if f else None, rang), None
         raise ValueError(f"canal inconnu : {p.canal}")
+
+    def _suggerer(self) -> None:
+        """Les suggestions par le reste dû des anomalies du lot : la base est celle du début du lot."""
+        if not self.a_suggerer:
+            return
+        memoire = self.memoire
+        memoire.proches_lus.clear()  # ceux d'un autre lot disaient la base à un autre moment
+        memoire.precharger_proches(m for _, m, _ in self.a_suggerer)
+        for place, montant, refaire in self.a_suggerer:
+            d = refaire(memoire.proches_lus[montant])
+            rangee = self.anomalies[place]
+            self.anomalies[place] = (*rangee[:6], encoder_json(d.suggestions), *rangee[7:])
 
     def _par_refdet(self, refdet: str | None) -> FactureEtat | None:
         ids = self.memoire.par_refdet.get(refdet or "", [])
@@ -757,7 +932,11 @@ class _Lot:
         self.journal.info("paiement_rapproche", paiement_id=p.id, canal=p.canal, reference=p.reference,
                           regle=d.regle, statut=statut, anomalie=d.anomalie, affecte=affecte)
 
-    def ecrire(self) -> None:
+    def soumettre(self) -> None:
+        """Après l'écriture du lot d'avant : les suggestions, puis les écritures de ce lot, faites pendant que
+        le suivant se décide."""
+        self.ecrivain.attendre()
+        self._suggerer()
         c = self.conn
         if self.reevaluees:
             c.execute(update(Anomalie).where(Anomalie.paiement_id.in_(self.reevaluees), Anomalie.statut == "ouverte",
@@ -767,35 +946,26 @@ class _Lot:
                                              Anomalie.statut != "resolue", Anomalie.code.in_(CODES_REESSAYES))
                       .values(statut="resolue", resolue_le=self.now, resolue_par="systeme",
                               resolution="rapprochement_automatique"))
-        self._ecrire_paiements()
-        inserer_tuples(c, table_de(Affectation), COLONNES_AFFECTATION, self.affectations)
-        inserer_tuples(c, table_de(Anomalie), COLONNES_ANOMALIE, self.anomalies,
-                       deja_converties=("preuve", "suggestions"))
-        # Une colonne indexée n'est écrite que si sa valeur change : sous SQLite, l'écrire coûte la
-        # mise à jour de son index même à valeur égale.
-        ecrit = self.memoire.ecrit
-        changent: list[tuple[Any, ...]] = []
-        paye_seul: list[tuple[Any, ...]] = []
-        for i in sorted(self.factures_modifiees):
-            f = self.factures[i]
-            if f.statut != ecrit[i][1]:
-                changent.append((f.paye, f.statut, i))
-            else:
-                paye_seul.append((f.paye, i))
-        mettre_a_jour(c, "etat_facture", ["paye = {}", "statut = {}"], "facture_id", changent,
-                      ("bigint", "text", "bigint"))
-        mettre_a_jour(c, "etat_facture", ["paye = {}"], "facture_id", paye_seul, ("bigint", "bigint"))
-        self.memoire.ecrites(self.factures[i] for i in self.factures_modifiees)
-        self.memoire.oublier()
         if self.remises:
             t = table_de(Remise)
             c.execute(update(t).where(t.c.id == bindparam("r_id")).values(
                 statut=bindparam("r_statut"), confirmee_le=bindparam("r_le")), self.remises)
+        dialecte = c.dialect
+        ecritures = self._ecrire_paiements()
+        ecritures += preparer_insertion(dialecte, table_de(Affectation), COLONNES_AFFECTATION, self.affectations)
+        ecritures += preparer_insertion(dialecte, table_de(Anomalie), COLONNES_ANOMALIE, self.anomalies,
+                                        deja_converties=("preuve", "suggestions"))
+        ecritures += preparer_mise_a_jour(dialecte, "etat_facture", ["paye = {}", "statut = {}"], "facture_id",
+                                          self.etats_changent, ("bigint", "text", "bigint"))
+        ecritures += preparer_mise_a_jour(dialecte, "etat_facture", ["paye = {}"], "facture_id",
+                                          self.etats_paye_seul, ("bigint", "bigint"))
+        self.ecrivain.soumettre(ecritures)
 
-    def _ecrire_paiements(self) -> None:
+    def _ecrire_paiements(self) -> list[Ecriture]:
         """Les nouveaux : insérés avec leur décision ; les anciens : seules les colonnes qui changent."""
         nouveaux = self.nouveaux
-        inserer_paiements(self.conn, [
+        dialecte = self.conn.dialect
+        ecritures = preparer_insertion(dialecte, table_de(Paiement), COLONNES_PAIEMENT, [
             # version 2 : reçu, puis décidé (comme en deux temps)
             rangee_paiement(n, affecte, statut, anomalie, dossier, confirme, version=2)
             for pid, affecte, statut, anomalie, dossier, confirme in self.decides if (n := nouveaux.get(pid))])
@@ -813,14 +983,27 @@ class _Lot:
             colonnes = [(sql, t) for (sql, t), change in zip(
                 (("anomalie = {}", "text"), ("dossier_id = {}", "bigint"), ("confirme_paiement_id = {}", "bigint")),
                 changent, strict=True) if change]
-            mettre_a_jour(self.conn, "paiement", ["affecte = affecte + {}", "statut = {}",
-                                                  *(sql for sql, _ in colonnes), "version = version + 1"],
-                          "id", lignes, ("bigint", "text", *(t for _, t in colonnes), "bigint"))
+            ecritures += preparer_mise_a_jour(dialecte, "paiement", [
+                "affecte = affecte + {}", "statut = {}", *(sql for sql, _ in colonnes), "version = version + 1"],
+                "id", lignes, ("bigint", "text", *(t for _, t in colonnes), "bigint"))
+        return ecritures
 
 
 _decoder_json = msgspec.json.Decoder().decode
 # Les positions, dans le tableau JSON d'une ligne de facture, des seuls champs que le moteur lit.
 _RANG, _MONTANT, _ELIGIBLE = (LigneFacture.__struct_fields__.index(n) for n in ("rang", "montant", "eligible_cesu"))
+
+
+def _copie(f: FactureEtat | None) -> FactureEtat | None:
+    """L'état d'une facture à cet instant (ses lignes comprises), pour refaire une règle plus tard."""
+    if f is None:
+        return None
+    return dataclasses.replace(f, lignes=[dataclasses.replace(lg) for lg in f.lignes])
+
+
+def _exiger(f: FactureEtat | None) -> FactureEtat:
+    assert f is not None
+    return f
 
 
 def _decoder_details(valeur: Any) -> dict[str, Any]:

@@ -191,3 +191,59 @@ def test_lots_croises_a_l_import_comme_en_deux_temps(app: Application, tmp_path:
     assert "F01-26-05-0000301" in suggestions[("buraliste", "PP-3")]
     assert "F01-26-05-0000302" not in suggestions[("buraliste", "PP-5")]
     assert "F01-26-05-0000303" in suggestions[("buraliste", "PP-5")]
+
+
+def _jouer_famille_apres_lot(app: Application, dossier: Path, *, a_l_import: bool) -> None:
+    """Un lot paie par numéro une facture de DUPONT LUC ; le lot suivant cherche la famille du tireur pour un
+    chèque sans facture, à un montant qu'aucun lot n'a encore cherché : la base n'a pas encore l'écriture
+    du lot d'avant, la décision doit pourtant la voir."""
+    sc, o, apres = _demarrer(app, dossier, a_l_import)
+    dupont = {**FACTURE["payeur"], "nom": "DUPONT", "prenom": "LUC"}
+    sc.factures(autre("F01-26-05-0000401", "12.50", dossier="D000888", payeur=dupont),
+                autre("F01-26-05-0000402", "20.00", dossier="D000888", payeur=dupont))
+    texte = ("remise;numero_cheque;tireur;banque;montant;facture;recu_le\r\n"
+             "RC-6;1;DUPONT LUC;CCM;12.50;F01-26-05-0000401;2026-05-15\r\n"  # solde 401 (reste 12,50 → 0)
+             "RC-6;2;DUPONT LUC;CCM;12.50;;2026-05-15\r\n"  # plus aucune facture de ce reste
+             "RC-6;3;DUPONT LUC;CCM;12.50;F01-26-05-0000402;2026-05-15\r\n"  # 402 : reste 20 → 7,50
+             "RC-6;4;DUPONT LUC;CCM;7.50;;2026-05-15\r\n")  # 402 est maintenant la seule de ce reste
+    sc.importer("cheque", texte.encode(), "cheques.csv", **o)
+    apres()
+
+
+@pytest.mark.parametrize("a_l_import", [True, False])
+def test_famille_du_tireur_voit_le_lot_precedent_pas_encore_ecrit(app: Application, tmp_path: Path,
+                                                                   a_l_import: bool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from rapprochement import moteur
+
+    monkeypatch.setattr(moteur, "TAILLE_LOT", 1)
+    monkeypatch.setenv("REGIE_RAPPROCHEMENT_LOT", "1")
+    # L'écriture de chaque lot retardée : le lot suivant lit et décide avant qu'elle soit faite.
+    monkeypatch.setenv("REGIE_PAUSE_AU", "ecriture_lot:0.2")
+    _jouer_famille_apres_lot(app, tmp_path / "jeu", a_l_import=a_l_import)
+    statuts = {(c, r): (s, a, m) for c, r, s, a, m, *_ in _photo(app)["paiements"]}
+    assert statuts[("cheque", "RC-6/1")] == ("affecte", None, 1250)
+    # Pas « déjà payée » : la famille n'a plus de facture de 12,50 €, le chèque attend un agent.
+    assert statuts[("cheque", "RC-6/2")] == ("en_anomalie", "REFERENCE_INCONNUE", 0)
+    assert statuts[("cheque", "RC-6/3")] == ("affecte", None, 1250)
+    assert statuts[("cheque", "RC-6/4")] == ("affecte", None, 750)
+
+
+def test_ecriture_retardee_ou_dans_le_fil_principal_le_registre_est_le_meme(
+        app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chaque lot se décide pendant que le précédent s'écrit dans un autre fil : retarder cette écriture, ou
+    la faire dans le fil principal, ne change aucune décision, suggestion ni mouvement."""
+    from rapprochement import moteur
+
+    monkeypatch.setattr(moteur, "TAILLE_LOT", 2)
+    monkeypatch.setenv("REGIE_RAPPROCHEMENT_LOT", "2")
+    monkeypatch.setenv("REGIE_ECRITURE_PARALLELE", "0")
+    _jouer(app, tmp_path / "un_fil", a_l_import=True)
+    _jouer_croise(app, tmp_path / "un_fil_croise", a_l_import=True)
+    un_fil = _photo(app)
+    _vider(app)
+    monkeypatch.setenv("REGIE_ECRITURE_PARALLELE", "1")
+    monkeypatch.setenv("REGIE_PAUSE_AU", "ecriture_lot:0.1")
+    _jouer(app, tmp_path / "deux_fils", a_l_import=True)
+    _jouer_croise(app, tmp_path / "deux_fils_croise", a_l_import=True)
+    assert _photo(app) == un_fil

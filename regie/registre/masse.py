@@ -6,13 +6,15 @@ Pour les imports d'un million de lignes : pas de compilation ni d'objet par lign
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Connection, Date, DateTime, FromClause, Integer, String, Table, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -68,6 +70,21 @@ def curseur_du_pilote(conn: Connection) -> Iterator[Any]:
         curseur.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Ecriture:
+    """Une instruction préparée, exécutée plus tard : par SQLAlchemy, ou au pilote dans un autre fil.
+
+    `plusieurs` : `parametres` est une suite de jeux (executemany) ; `copie` : un COPY … FROM STDIN
+    (PostgreSQL) dont `parametres` sont les rangées, en binaire quand `types_binaires` est donné.
+    """
+
+    sql: str
+    parametres: Any
+    plusieurs: bool = False
+    copie: bool = False
+    types_binaires: list[str] | None = None
+
+
 def inserer_tuples(conn: Connection, table: FromClause, colonnes: Sequence[str],
                    lignes: Sequence[Sequence[Any]], *, deja_converties: Collection[str] = ()) -> None:
     """Comme `inserer`, des tuples dans l'ordre de `colonnes` : pas de dict à construire par ligne.
@@ -75,11 +92,18 @@ def inserer_tuples(conn: Connection, table: FromClause, colonnes: Sequence[str],
     `deja_converties` : des colonnes dont les valeurs sont déjà sous leur forme de base (un JSON déjà
     encodé, par exemple) : leur type ne les convertit pas une seconde fois.
     """
+    executer_ecritures(conn, preparer_insertion(conn.dialect, table, colonnes, lignes,
+                                                deja_converties=deja_converties))
+
+
+def preparer_insertion(dialect: Dialect, table: FromClause, colonnes: Sequence[str],
+                       lignes: Sequence[Sequence[Any]], *, deja_converties: Collection[str] = ()) -> list[Ecriture]:
+    """Les instructions de `inserer_tuples`, valeurs déjà converties, sans les exécuter."""
     if not lignes:
-        return
-    postgresql = conn.dialect.name == "postgresql"
+        return []
+    postgresql = dialect.name == "postgresql"
     procs = [(i, proc) for i, c in enumerate(colonnes) if c not in deja_converties
-             and (proc := table.c[c].type._cached_bind_processor(conn.dialect)) is not None]
+             and (proc := table.c[c].type._cached_bind_processor(dialect)) is not None]
     donnees: Sequence[Sequence[Any]] = lignes
     binaire = _types_binaires(table, colonnes) if postgresql else None
     if procs or (postgresql and binaire is None):
@@ -98,21 +122,16 @@ def inserer_tuples(conn: Connection, table: FromClause, colonnes: Sequence[str],
         # COPY : un seul aller-retour pour tout le lot, au lieu d'un par ligne ; en binaire quand les
         # types le permettent (le serveur n'a plus à lire les nombres et les dates dans du texte).
         format_ = " (FORMAT BINARY)" if binaire is not None else ""
-        with curseur_du_pilote(conn) as cur, cur.copy(
-                f"COPY {table.name} ({noms}) FROM STDIN{format_}") as copie:  # type: ignore[attr-defined]
-            if binaire is not None:
-                copie.set_types(binaire)
-            for t in donnees:
-                copie.write_row(t)
-        return
-    marque = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        return [Ecriture(f"COPY {table.name} ({noms}) FROM STDIN{format_}", donnees,  # type: ignore[attr-defined]
+                         copie=True, types_binaires=binaire)]
+    marque = "?" if dialect.paramstyle == "qmark" else "%s"
     rangee = f"({', '.join([marque] * len(colonnes))})"
     debut = f"INSERT INTO {table.name} ({noms}) VALUES "  # type: ignore[attr-defined]
-    executer_par_paquets(conn, lambda k: debut + ", ".join([rangee] * k), donnees, len(colonnes))
+    return preparer_paquets(lambda k: debut + ", ".join([rangee] * k), donnees, len(colonnes))
 
 
-def executer_par_paquets(conn: Connection, instruction: Callable[[int], str], rangees: Sequence[Sequence[Any]],
-                         largeur: int) -> None:
+def preparer_paquets(instruction: Callable[[int], str], rangees: Sequence[Sequence[Any]],
+                     largeur: int) -> list[Ecriture]:
     """Plusieurs rangées par instruction (`instruction(k)` : le SQL de k rangées de `largeur` paramètres).
 
     Le pilote SQLite exécute chaque jeu de paramètres à part (liaison, pas, remise à zéro) ; 200 rangées
@@ -121,13 +140,49 @@ def executer_par_paquets(conn: Connection, instruction: Callable[[int], str], ra
     """
     par_paquet = max(1, min(RANGEES_PAR_INSTRUCTION, LIMITE_PARAMETRES // largeur))
     pleines = len(rangees) - len(rangees) % par_paquet
+    ecritures = []
     if pleines:
         pas = par_paquet * largeur
         plat = [v for r in rangees[:pleines] for v in r]
-        conn.exec_driver_sql(instruction(par_paquet), [tuple(plat[i:i + pas]) for i in range(0, len(plat), pas)])
+        ecritures.append(Ecriture(instruction(par_paquet), [tuple(plat[i:i + pas]) for i in range(0, len(plat), pas)],
+                                  plusieurs=True))
     if pleines < len(rangees):
         reste = rangees[pleines:]
-        conn.exec_driver_sql(instruction(len(reste)), tuple(v for r in reste for v in r))
+        ecritures.append(Ecriture(instruction(len(reste)), tuple(v for r in reste for v in r)))
+    return ecritures
+
+
+def executer_ecritures(conn: Connection, ecritures: Iterable[Ecriture]) -> None:
+    """Par SQLAlchemy (ses erreurs, ses événements) ; un COPY par le curseur du pilote."""
+    for e in ecritures:
+        if e.copie:
+            with curseur_du_pilote(conn) as curseur:
+                _copier(curseur, e)
+        else:
+            conn.exec_driver_sql(e.sql, e.parametres)
+
+
+def executer_au_pilote(connexion: Any, ecritures: Iterable[Ecriture]) -> None:
+    """Directement par la connexion du pilote, sans SQLAlchemy : ce que fait le fil d'écriture du moteur."""
+    curseur = connexion.cursor()
+    try:
+        for e in ecritures:
+            if e.copie:
+                _copier(curseur, e)
+            elif e.plusieurs:
+                curseur.executemany(e.sql, e.parametres)
+            else:
+                curseur.execute(e.sql, e.parametres)
+    finally:
+        curseur.close()
+
+
+def _copier(curseur: Any, e: Ecriture) -> None:
+    with curseur.copy(e.sql) as copie:
+        if e.types_binaires is not None:
+            copie.set_types(e.types_binaires)
+        for t in e.parametres:
+            copie.write_row(t)
 
 
 def _type_binaire(colonne: Any) -> str | None:
