@@ -496,6 +496,7 @@ class _Memoire:
         # Les suggestions lues pour un montant, le temps d'un lot (la base ne change qu'à son écriture).
         self.proches_lus: dict[int, list[FactureEtat]] = {}
         self.cle_de: dict[int, str] = {}  # la clé du payeur de chaque facture en mémoire
+        self.refdet_de: dict[int, str] = {}
         # Les factures que change le lot précédent, pas encore écrit : la base en dit l'état d'avant.
         self.en_attente: set[int] = set()
 
@@ -504,6 +505,10 @@ class _Memoire:
         for (fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance, refdet, nom, prenom,
              cle, lignes) in rangees:
             if fid in self.factures:
+                # Gardée d'un lot précédent, mais sa refdet oubliée (partagée avec une facture oubliée) :
+                # la refdet retrouve toutes ses factures.
+                if fid not in self.par_refdet[refdet]:
+                    self.par_refdet[refdet].append(fid)
                 continue
             # Le moteur ne lit d'une ligne que son rang, son montant et son éligibilité au CESU : décodée
             # sans type (tableaux), la date de naissance n'est pas convertie pour rien.
@@ -512,6 +517,7 @@ class _Memoire:
                                     for lg in _decoder_json(lignes)], nom, prenom)
             self.factures[fid] = f
             self.cle_de[fid] = cle
+            self.refdet_de[fid] = refdet
             self.ecrit[fid] = (f.reste, statut)
             self.par_numero[numero] = fid
             self.par_refdet[refdet].append(fid)
@@ -534,17 +540,23 @@ class _Memoire:
     def oublier(self, garder: set[int]) -> None:
         """Avant de lire pour un lot, les lots d'avant le précédent écrits : seules restent les factures que
         le précédent a changées, pas encore écrites ; la base dit le reste."""
-        factures = self.factures
-        for fid in [i for i in factures if i not in garder]:
-            del factures[fid], self.ecrit[fid], self.cle_de[fid]
-        for numero in [n for n, i in self.par_numero.items() if i not in garder]:
-            del self.par_numero[numero]
-        for refdet in list(self.par_refdet):
-            gardes = [i for i in self.par_refdet[refdet] if i in garder]
-            if gardes:
-                self.par_refdet[refdet] = gardes
-            else:
-                del self.par_refdet[refdet]
+        gardees = sorted(garder)
+        factures = [self.factures[i] for i in gardees]
+        ecrit = [self.ecrit[i] for i in gardees]
+        cles = [self.cle_de[i] for i in gardees]
+        refdets = [self.refdet_de[i] for i in gardees]
+        # Une refdet n'est gardée que si toutes ses factures le sont : sinon la relire les retrouve toutes.
+        refdets_entieres: dict[str, list[int]] = {}
+        for r in set(refdets):
+            ids = self.par_refdet.get(r)
+            if ids and all(i in garder for i in ids):
+                refdets_entieres[r] = list(ids)
+        for d in (self.factures, self.ecrit, self.cle_de, self.refdet_de, self.par_numero, self.par_refdet):
+            d.clear()
+        for i, f, e, c, r in zip(gardees, factures, ecrit, cles, refdets, strict=True):
+            self.factures[i], self.ecrit[i], self.cle_de[i], self.refdet_de[i] = f, e, c, r
+            self.par_numero[f.numero] = i
+        self.par_refdet.update(refdets_entieres)
         self.proches_lus.clear()
         self.en_attente = set(garder)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from connecteurs.buralistes.releve import LIMITE_ESPECES_CENTIMES
 from connecteurs.cesu.titres import date_limite_validite, est_perime
-from regie.domaine import FactureEtat, LigneEtat, LigneOuverte, repartir
+from regie.domaine import FactureEtat, LigneEtat, repartir
 
 __all__ = ["FactureEtat", "LigneEtat"]  # re-exportés : le vocabulaire des règles
 from regie.montants import centimes_en_euros as eur
@@ -22,8 +22,9 @@ CODES_REESSAYES = frozenset({"REFERENCE_INCONNUE"})
 JOURS_CONFIRMATION_PES = 10
 
 
-@dataclass(frozen=True)
-class PaiementVue:
+class PaiementVue(NamedTuple):
+    """Un paiement tel que les règles le lisent (immuable ; un n-uplet nommé : un million par nuit)."""
+
     id: int
     canal: str
     reference: str
@@ -34,8 +35,9 @@ class PaiementVue:
     details: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
+class Part(NamedTuple):
+    """Ce qu'une décision porte sur une ligne d'une facture (immuable)."""
+
     facture_id: int
     rang: int  # la ligne de la facture
     montant: int
@@ -75,8 +77,7 @@ def allouer(montant: int, f: FactureEtat, *, cesu: bool = False, rang: int | Non
         if reste_eligible <= 0:
             return [], "CESU_NON_ELIGIBLE", (f"Aucun reste éligible au CESU sur la facture {f.numero} "
                                              "(prestations non éligibles ou enfants de 6 ans et plus).")
-        parts = [Part(f.id, r, m) for r, m in repartir(min(montant, reste_eligible), [
-            LigneOuverte(lg.rang, lg.reste, True) for lg in eligibles])]
+        parts = [Part(f.id, r, m) for r, m in repartir(min(montant, reste_eligible), eligibles)]
         if montant > reste_eligible:
             return parts, "CESU_EXCEDENT", (f"Le titre CESU ({eur(montant)} €) dépasse le reste éligible "
                                             f"({eur(reste_eligible)} €) : le CESU ne rend pas la monnaie, "
@@ -85,8 +86,7 @@ def allouer(montant: int, f: FactureEtat, *, cesu: bool = False, rang: int | Non
     ordre = f.lignes
     if rang is not None:
         ordre = sorted(f.lignes, key=lambda lg: (lg.rang != rang, lg.rang))
-    parts = [Part(f.id, r, m) for r, m in repartir(min(montant, f.reste),
-                                                    [LigneOuverte(lg.rang, lg.reste) for lg in ordre])]
+    parts = [Part(f.id, r, m) for r, m in repartir(min(montant, f.reste), ordre)]
     if montant > f.reste:
         return parts, "TROP_PERCU", (f"Le paiement ({eur(montant)} €) dépasse le reste dû sur {f.numero} "
                                      f"({eur(f.reste)} €) : affecté jusqu'au reste, l'excédent attend une décision.")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import combinations
-from typing import Any
+from typing import Any, Protocol
 
 from regie.montants import centimes_en_euros as eur
 
@@ -34,18 +34,23 @@ def statut_paiement(montant: int, affecte: int, anomalie: str | None) -> str:
     return "partiellement_affecte" if affecte > 0 else "en_anomalie"
 
 
-@dataclass(frozen=True, slots=True)
-class LigneOuverte:
-    rang: int
-    reste: int
-    eligible_cesu: bool = False
+class LigneARepartir(Protocol):
+    """Ce que la répartition lit d'une ligne (une `LigneEtat`)."""
+
+    @property
+    def rang(self) -> int: ...
+    @property
+    def reste(self) -> int: ...
+    @property
+    def eligible_cesu(self) -> bool: ...
 
 
-def repartir(montant: int, lignes: Sequence[LigneOuverte], *, cesu: bool = False) -> list[tuple[int, int]]:
+def repartir(montant: int, lignes: Sequence[LigneARepartir], *, cesu: bool = False) -> list[tuple[int, int]]:
     """Répartit `montant` sur les lignes dans l'ordre donné (l'ordre des lignes de la facture).
 
     Le CESU ne va que sur les lignes éligibles. Rend [(rang, part)] ; la somme des parts
-    est min(montant, somme des restes permis) : l'appelant traite ce qui dépasse.
+    est min(montant, somme des restes permis) : l'appelant traite ce qui dépasse. Les lignes sont
+    lues telles quelles (pas de copie par ligne : le moteur répartit des millions de paiements).
     """
     parts: list[tuple[int, int]] = []
     a_placer = montant

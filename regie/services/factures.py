@@ -18,7 +18,7 @@ from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
 from regie import points_de_crash
 from regie.application import Application
-from regie.domaine import LigneOuverte, cle_payeur, repartir
+from regie.domaine import cle_payeur, repartir
 from regie.erreurs import CollecteurErreurs, ErreurLigne
 from regie.lecture_parallele import en_parallele
 from regie.montants import centimes_en_euros
@@ -275,7 +275,7 @@ class _Import:
             "montant": a.montant, "motif": a.motif, "affecte": impute, "empreinte": a.empreinte,
             "fichier_id": self.fichier_id, "cree_le": now}).scalar_one()
         if impute:
-            parts = repartir(impute, [LigneOuverte(lg.rang, lg.reste) for lg in f.lignes])
+            parts = repartir(impute, f.lignes)
             porter(conn, f, parts, paiement_id=None, avoir_id=avoir_id, regle="avoir", preuve={"avoir": a.numero},
                    auteur="systeme")
         libelle = f"Avoir {a.numero} sur la facture {a.facture} : {a.motif}"
