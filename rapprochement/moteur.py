@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -92,6 +92,7 @@ PAGES_AVANT_POINT_DE_CONTROLE = 20_000
 COLONNES_AFFECTATION = ("paiement_id", "facture_id", "montant", "parts", "regle", "preuve", "auteur", "cree_le",
                         "imputation")
 COLONNES_ANOMALIE = ("paiement_id", "canal", "code", "statut", "raison", "preuve", "suggestions", "cree_le")
+_SUGGESTIONS = COLONNES_ANOMALIE.index("suggestions")
 COLONNES_PAIEMENT = ("id", "canal", "reference", "montant", "recu_le", "reference_facture", "remise_id", "details",
                      "brut", "ligne", "empreinte", "fichier_id", "affecte", "en_credit", "rembourse", "statut",
                      "anomalie", "dossier_id", "confirme_paiement_id", "decision_manuelle", "version", "cree_le")
@@ -323,14 +324,11 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
                 verrouiller(conn)
                 memoire = _Memoire(conn)
 
-                def relire(ids_lot: list[int]) -> Callable[[_Lot], list[Element]]:
-                    return lambda lot: lot.relire(ids_lot)
-
-                def apres(rang: int, dernier: int = len(groupe)) -> None:
+                def apres(rang: int, _ids: list[int], dernier: int = len(groupe)) -> None:
                     if rang < dernier:
                         points_de_crash.point("rapprochement_lot")  # un point par lot : ici, avant la validation
 
-                _enchainer(memoire, bilan, ecrivain, [relire(ids_lot) for ids_lot in groupe], apres)
+                _enchainer(memoire, bilan, ecrivain, groupe, _Lot.relire, apres)
             progression.avancer(sum(len(ids_lot) for ids_lot in groupe))
             points_de_crash.point("rapprochement_lot")
     progression.terminer()
@@ -359,24 +357,22 @@ def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement],
         ordre: list[tuple[Any, ...]] = sorted(
             [(p.recu_le, p.canal, p.reference, p.id, p) for p in nouveaux]
             + [(r, c, ref, i, None) for r, c, ref, i in anciens], key=_cle_d_ordre)
-        morceaux = [ordre[debut:debut + taille_lot] for debut in range(0, len(ordre), taille_lot)]
 
-        def lire(morceau: list[tuple[Any, ...]]) -> Callable[[_Lot], list[Element]]:
-            def elements(lot: _Lot) -> list[Element]:
-                a_relire = [t[3] for t in morceau if t[4] is None]
-                relus = {v.id: (v, s, a) for v, s, a in lot.relire(a_relire)} if a_relire else {}
-                resultat: list[Element] = []
-                for *_, pid, nouveau in morceau:
-                    if nouveau is None:
-                        if pid in relus:
-                            resultat.append(relus[pid])
-                    else:
-                        resultat.append((lot.nouveau(nouveau), "a_traiter", None))
-                return resultat
-            return elements
+        def elements(lot: _Lot, morceau: list[tuple[Any, ...]]) -> list[Element]:
+            a_relire = [t[3] for t in morceau if t[4] is None]
+            relus = {v.id: (v, s, a) for v, s, a in lot.relire(a_relire)} if a_relire else {}
+            resultat: list[Element] = []
+            for *_, pid, nouveau in morceau:
+                if nouveau is None:
+                    if pid in relus:
+                        resultat.append(relus[pid])
+                else:
+                    resultat.append((lot.nouveau(nouveau), "a_traiter", None))
+            return resultat
 
-        _enchainer(memoire, bilan, ecrivain, [lire(m) for m in morceaux],
-                   lambda rang: progression.avancer(len(morceaux[rang - 1])))
+        _enchainer(memoire, bilan, ecrivain,
+                   [ordre[debut:debut + taille_lot] for debut in range(0, len(ordre), taille_lot)], elements,
+                   lambda _rang, morceau: progression.avancer(len(morceau)))
     progression.terminer()
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
              anomalies=bilan.anomalies, a_l_import=True)
@@ -389,28 +385,30 @@ def _cle_d_ordre(t: tuple[Any, ...]) -> tuple[Any, ...]:
 
 # Un paiement d'un lot : sa vue, son statut, son anomalie ouverte (pour une relance).
 Element = tuple[PaiementVue, str, "str | None"]
+M = TypeVar("M")  # ce qui désigne les paiements d'un lot : leurs ids, ou des paiements reçus
 
 
-def _enchainer(memoire: _Memoire, bilan: BilanRapprochement, ecrivain: _Ecrivain,
-               lots: Sequence[Callable[[_Lot], list[Element]]], apres: Callable[[int], None]) -> None:
+def _enchainer(memoire: _Memoire, bilan: BilanRapprochement, ecrivain: _Ecrivain, morceaux: Sequence[M],
+               lire: Callable[[_Lot, M], list[Element]], apres: Callable[[int, M], None]) -> None:
     """Les lots dans l'ordre : chacun se décide pendant que le précédent s'écrit.
 
+    `lire(lot, morceau)` donne les paiements d'un lot ; `apres(rang, morceau)` suit chaque décision.
     Pour le lot k : attendre l'écriture de k-2 ; lire (paiements, factures, familles) sans écriture en
     cours, la base disant l'état après k-2 et la mémoire ce que k-1 a changé ; soumettre k-1 (ses
     suggestions se lisent alors, sur la base telle qu'au début de k-1) ; décider k pendant que k-1
     s'écrit. Les décisions sont celles d'un lot après l'autre.
     """
     precedent: _Lot | None = None
-    for rang, lire in enumerate(lots, 1):
+    for rang, morceau in enumerate(morceaux, 1):
         ecrivain.attendre()
         memoire.oublier(garder=precedent.factures_modifiees if precedent is not None else set())
         lot = _Lot(memoire, bilan, ecrivain)
-        lot.preparer(lire(lot))
+        lot.preparer(lire(lot, morceau))
         if precedent is not None:
             precedent.soumettre()
         lot.decider()
         precedent = lot
-        apres(rang)
+        apres(rang, morceau)
     if precedent is not None:
         precedent.soumettre()
 
@@ -540,24 +538,16 @@ class _Memoire:
     def oublier(self, garder: set[int]) -> None:
         """Avant de lire pour un lot, les lots d'avant le précédent écrits : seules restent les factures que
         le précédent a changées, pas encore écrites ; la base dit le reste."""
-        gardees = sorted(garder)
-        factures = [self.factures[i] for i in gardees]
-        ecrit = [self.ecrit[i] for i in gardees]
-        cles = [self.cle_de[i] for i in gardees]
-        refdets = [self.refdet_de[i] for i in gardees]
+        gardees = {i: (self.factures[i], self.ecrit[i], self.cle_de[i], self.refdet_de[i]) for i in sorted(garder)}
         # Une refdet n'est gardée que si toutes ses factures le sont : sinon la relire les retrouve toutes.
-        refdets_entieres: dict[str, list[int]] = {}
-        for r in set(refdets):
-            ids = self.par_refdet.get(r)
-            if ids and all(i in garder for i in ids):
-                refdets_entieres[r] = list(ids)
+        refdets_entieres = {r: list(ids) for r in {g[3] for g in gardees.values()}
+                            if (ids := self.par_refdet.get(r)) and all(i in garder for i in ids)}
         for d in (self.factures, self.ecrit, self.cle_de, self.refdet_de, self.par_numero, self.par_refdet):
             d.clear()
-        for i, f, e, c, r in zip(gardees, factures, ecrit, cles, refdets, strict=True):
+        for i, (f, e, c, r) in gardees.items():
             self.factures[i], self.ecrit[i], self.cle_de[i], self.refdet_de[i] = f, e, c, r
             self.par_numero[f.numero] = i
         self.par_refdet.update(refdets_entieres)
-        self.proches_lus.clear()
         self.en_attente = set(garder)
 
     # --- Famille du tireur ----------------------------------------------------------------------
@@ -761,20 +751,21 @@ class _Lot:
             f = self.factures.get(dette) if dette is not None else None
             d = regles.decider_buraliste(p, f, sans)
             if suggerer and d.anomalie in ("DATAMATRIX_INVALIDE", "REFERENCE_INCONNUE"):
-                return d, functools.partial(regles.decider_buraliste, p, _copie(f))
+                return d, functools.partial(regles.decider_buraliste, p, None if f is None else _copie(f))
             return d, None
         if p.canal == "cesu":
             f = self.factures.get(memoire.par_numero.get(p.reference_facture or "", -1))
             d = regles.decider_cesu(p, f, sans)
             if suggerer and d.anomalie == "REFERENCE_INCONNUE":
-                return d, functools.partial(regles.decider_cesu, p, _copie(f))
+                return d, functools.partial(regles.decider_cesu, p, None if f is None else _copie(f))
             return d, None
         if p.canal == "cheque":
             f = self.factures.get(memoire.par_numero.get(p.reference_facture or "", -1))
             famille = [] if f is not None else self._famille_du_tireur(p)
             d = regles.decider_cheque(p, f, famille, sans)
             if suggerer and d.anomalie == "REFERENCE_INCONNUE":
-                return d, functools.partial(regles.decider_cheque, p, _copie(f), [_exiger(_copie(x)) for x in famille])
+                return d, functools.partial(regles.decider_cheque, p, None if f is None else _copie(f),
+                                            [_copie(x) for x in famille])
             return d, None
         if p.canal == "virement":
             jetons = set(_JETON.findall(str(p.details.get("texte") or "")))
@@ -806,7 +797,7 @@ class _Lot:
         for place, montant, refaire in self.a_suggerer:
             d = refaire(memoire.proches_lus[montant])
             rangee = self.anomalies[place]
-            self.anomalies[place] = (*rangee[:6], encoder_json(d.suggestions), *rangee[7:])
+            self.anomalies[place] = (*rangee[:_SUGGESTIONS], encoder_json(d.suggestions), *rangee[_SUGGESTIONS + 1:])
 
     def _par_refdet(self, refdet: str | None) -> FactureEtat | None:
         ids = self.memoire.par_refdet.get(refdet or "", [])
@@ -1006,16 +997,9 @@ _decoder_json = msgspec.json.Decoder().decode
 _RANG, _MONTANT, _ELIGIBLE = (LigneFacture.__struct_fields__.index(n) for n in ("rang", "montant", "eligible_cesu"))
 
 
-def _copie(f: FactureEtat | None) -> FactureEtat | None:
+def _copie(f: FactureEtat) -> FactureEtat:
     """L'état d'une facture à cet instant (ses lignes comprises), pour refaire une règle plus tard."""
-    if f is None:
-        return None
     return dataclasses.replace(f, lignes=[dataclasses.replace(lg) for lg in f.lignes])
-
-
-def _exiger(f: FactureEtat | None) -> FactureEtat:
-    assert f is not None
-    return f
 
 
 def _decoder_details(valeur: Any) -> dict[str, Any]:
