@@ -540,8 +540,11 @@ class _Memoire:
         le précédent a changées, pas encore écrites ; la base dit le reste."""
         gardees = {i: (self.factures[i], self.ecrit[i], self.cle_de[i], self.refdet_de[i]) for i in sorted(garder)}
         # Une refdet n'est gardée que si toutes ses factures le sont : sinon la relire les retrouve toutes.
-        refdets_entieres = {r: list(ids) for r in {g[3] for g in gardees.values()}
-                            if (ids := self.par_refdet.get(r)) and all(i in garder for i in ids)}
+        refdets_entieres: dict[str, list[int]] = {}
+        for r in {refdet for *_, refdet in gardees.values()}:
+            ids = self.par_refdet.get(r)
+            if ids and all(i in garder for i in ids):
+                refdets_entieres[r] = list(ids)
         for d in (self.factures, self.ecrit, self.cle_de, self.refdet_de, self.par_numero, self.par_refdet):
             d.clear()
         for i, (f, e, c, r) in gardees.items():
