@@ -68,8 +68,8 @@ def etapes(dialecte: str, n: int) -> list[tuple[str, str, str]]:
                 '15 rue des Écoles', NULL, '94270', 'LE KREMLIN-BICÊTRE', '{LIGNES}', {e['hex']}, NULL, {e['instant']}
             FROM s"""),
         ("factures", "état", """
-            INSERT INTO etat_facture (facture_id, montant, paye, avoirs, statut)
-            SELECT id, montant, 0, 0, 'emise' FROM facture ORDER BY id"""),
+            INSERT INTO etat_facture (facture_id, montant, paye, avoirs, statut, payeur_cle)
+            SELECT id, montant, 0, 0, 'emise', payeur_cle FROM facture ORDER BY id"""),
         ("paiements", "paiements", f"""
             INSERT INTO paiement (id, canal, reference, montant, recu_le, reference_facture, details, brut, ligne,
                 empreinte, affecte, en_credit, rembourse, statut, decision_manuelle, version, cree_le)

@@ -565,9 +565,10 @@ class _Memoire:
         cles = sorted({c for _, c in couples})
         # Tous les couples (reste, clé) du produit sont lus : marqués comme tels.
         self.familles_lues.update((m, c) for m in montants for c in cles)
-        rangees = lire_par_cles(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, f.payeur_cle "
+        # La clé du payeur est dans l'index des restes : seules les factures cherchées sont lues.
+        rangees = lire_par_cles(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.payeur_cle "
                                        "FROM etat_facture e JOIN facture f ON f.id = e.facture_id "
-                                       f"WHERE f.payeur_cle IN ({', '.join([self.marque] * len(cles))}) "
+                                       f"WHERE e.payeur_cle IN ({', '.join([self.marque] * len(cles))}) "
                                        f"AND {_OUVERTES} AND e.reste_du {{cles}}", montants, avant=cles)
         for echeance, numero, m, fid, cle in rangees:
             if fid not in self.en_attente:  # lue avant ou après l'écriture en cours : voir plus bas

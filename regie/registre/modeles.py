@@ -193,6 +193,8 @@ class EtatFacture(Base):
     statut: Mapped[str] = mapped_column(String(20), default="emise")
     # Calculé par la base : le moteur cherche les factures dont le reste égale un montant.
     reste_du: Mapped[int] = mapped_column(Computed("montant - paye - avoirs", persisted=True))
+    # Celle de la facture (qui ne change plus), recopiée pour l'index des restes (famille du tireur).
+    payeur_cle: Mapped[str] = mapped_column(String(210), server_default="")
 
     __table_args__ = (
         CheckConstraint("montant > 0", name="montant_positif"),
@@ -201,11 +203,14 @@ class EtatFacture(Base):
         CheckConstraint("statut IN ('emise', 'partiellement_payee', 'payee', 'annulee', 'titree')",
                         name="statut"),
         # Reste égal à un montant : famille du tireur, suggestions (entières et entamées).
-        # L'identifiant en dernier : les suggestions se lisent dans l'ordre de l'index, arrêtées aux cinq
-        # premières (SQLite y met le rowid de lui-même ; PostgreSQL trierait sinon tout le reste égal).
+        # L'identifiant après le montant : les suggestions se lisent dans l'ordre de l'index, arrêtées aux
+        # cinq premières (SQLite y met le rowid de lui-même ; PostgreSQL trierait sinon tout le reste égal).
+        # La clé du payeur en dernier : la famille du tireur se filtre dans l'index, sans lire chaque facture
+        # de ce reste (des milliers quand un tarif est courant). Un index (payeur, reste) à part irait droit
+        # aux factures cherchées, mais coûterait à chaque import un second index rempli dans le désordre.
         # Partiel : seules les factures ouvertes y sont cherchées ; une facture soldée en sort sans y
         # rentrer à une autre place (une page d'index de moins réécrite par paiement).
-        Index("ix_etat_facture_reste_du", "reste_du", "statut", "montant", "facture_id",
+        Index("ix_etat_facture_reste_du", "reste_du", "statut", "montant", "facture_id", "payeur_cle",
               sqlite_where=text(CONDITION_OUVERTES), postgresql_where=text(CONDITION_OUVERTES)),
     )
 

@@ -53,7 +53,7 @@ ETAT = table_de(EtatFacture)
 COLONNES_FACTURE = ("id", "numero", "regie_code", "dossier_id", "emise_le", "echeance", "periode", "montant",
                     "refdet", "civilite", "nom", "prenom", "email", "adresse1", "adresse2", "code_postal", "ville",
                     "lignes", "empreinte", "payeur_cle", "fichier_id", "cree_le")
-COLONNES_ETAT = ("facture_id", "montant", "paye", "avoirs", "statut")
+COLONNES_ETAT = ("facture_id", "montant", "paye", "avoirs", "statut", "payeur_cle")
 
 
 def prendre_numeros(conn: Connection, nom: str, n: int) -> int:
@@ -94,7 +94,7 @@ def creer_dossiers(conn: Connection, numeros: Sequence[str]) -> dict[str, int]:
 # (numero, regie, dossier, emise_le, echeance, periode, montant, refdet, civilite, nom, prenom, email,
 #  adresse1, adresse2, code_postal, ville, lignes (JSON), empreinte, clé du payeur, ligne du fichier).
 Rangee = tuple[Any, ...]
-_NUMERO, _DOSSIER, _EMISE_LE, _PERIODE, _MONTANT, _EMPREINTE, _LIGNE = 0, 2, 3, 5, 6, 17, 19
+_NUMERO, _DOSSIER, _EMISE_LE, _PERIODE, _MONTANT, _EMPREINTE, _PAYEUR, _LIGNE = 0, 2, 3, 5, 6, 17, 18, 19
 
 
 def rangee(f: FactureLue) -> Rangee:
@@ -227,7 +227,7 @@ class _Import:
             ids = reserver_ids(conn, FACTURE, len(lot))
             inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [
                 (fid, r[0], r[1], dossiers[r[2]], *r[3:19], None, now) for fid, r in zip(ids, lot, strict=True)])
-            inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, r[_MONTANT], 0, 0, "emise")
+            inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, r[_MONTANT], 0, 0, "emise", r[_PAYEUR])
                                                        for fid, r in zip(ids, lot, strict=True)])
         else:
             # La base numérote (sa séquence, ou le rowid de SQLite) ; l'état de chaque nouvelle facture
@@ -236,8 +236,8 @@ class _Import:
             inserer_tuples(conn, FACTURE, COLONNES_FACTURE[1:], [
                 (r[0], r[1], dossiers[r[2]], *r[3:19], fichier_id, now) for r in lot])
             conn.execute(insert(EtatFacture).from_select(
-                ["facture_id", "montant", "paye", "avoirs", "statut"],
-                select(Facture.id, Facture.montant, literal(0), literal(0), literal("emise"))
+                list(COLONNES_ETAT),
+                select(Facture.id, Facture.montant, literal(0), literal(0), literal("emise"), Facture.payeur_cle)
                 .where(Facture.id > seuil, Facture.fichier_id == fichier_id)
                 # Par la clé primaire, arrêté dès le lot trouvé (sans statistiques, PostgreSQL lirait toute la table).
                 .order_by(Facture.id).limit(len(lot))))
