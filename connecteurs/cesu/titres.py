@@ -26,6 +26,7 @@ PARIS: Final = ZoneInfo("Europe/Paris")
 COLONNES: Final = ("remise", "numero_titre", "support", "emetteur", "millesime", "valeur", "facture", "recu_le")
 SUPPORTS: Final = ("PAPIER", "ELECTRONIQUE")
 AGE_LIMITE: Final = 6
+_MILLESIME: Final = re.compile(r"[0-9]{4}")
 _CHAMPS: Final = {"canal", "reference", "montant", "recu_le", "reference_facture", "remise", "details", "ligne",
                   "brut"}
 
@@ -60,7 +61,7 @@ def _titre(ligne: int, champs: dict[str, str], brut: str, erreurs: CollecteurErr
     emetteur = champ_texte(champs["emetteur"], ligne, "emetteur", erreurs, maxi=100)
     millesime_texte = champs["millesime"].strip()
     millesime: int | None = None
-    if re.fullmatch(r"[0-9]{4}", millesime_texte):
+    if _MILLESIME.fullmatch(millesime_texte):
         millesime = int(millesime_texte)
     else:
         erreurs.ajouter(ligne, "millesime", f"« {champs['millesime']} » : une année sur 4 chiffres attendue")
