@@ -158,9 +158,11 @@ def decider_cheque(p: PaiementVue, f: FactureEtat | None, famille: list[FactureE
     preuve = {"remise": p.remise, "tireur": tireur, "facture": p.reference_facture, "banque": p.details.get("banque")}
     if p.reference_facture:
         if f is None:
+            de_la_famille = {x.id for x in famille}  # une facture n'est suggérée qu'une fois, à son meilleur score
             return inconnue("cheque_numero_facture", preuve, f"La facture {p.reference_facture} est inconnue.",
                             [suggestion(x, 0.6, "famille du tireur, reste égal au montant") for x in famille]
-                            + [suggestion(x, 0.3, "reste égal au montant") for x in proches])
+                            + [suggestion(x, 0.3, "reste égal au montant") for x in proches
+                               if x.id not in de_la_famille])
         return appliquer(Decision("cheque_numero_facture", preuve), p.montant, f)
     # Sans facture : la famille du tireur et une facture ouverte d'exactement ce montant.
     if len(famille) == 1:

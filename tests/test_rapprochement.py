@@ -198,6 +198,22 @@ def test_les_factures_entamees_suggerees_sont_les_cinq_de_plus_petit_montant_don
     assert {(x["statut"], x["reste"]) for x in a.suggestions} == {("partiellement_payee", "10.00")}
 
 
+def test_un_cheque_a_la_facture_inconnue_suggere_d_abord_la_famille_du_tireur_puis_les_autres(sc: Scenario) -> None:
+    """La famille du tireur (0,6) avant les autres factures de ce reste (0,3), sans rien affecter."""
+    durand = {**FACTURE["payeur"], "nom": "DURAND", "prenom": "PAUL"}
+    sc.factures(autre("F01-26-05-0000920", "33.00", dossier="D000920", payeur=durand),
+                autre("F01-26-05-0000921", "33.00", dossier="D000921"),
+                autre("F01-26-05-0000922", "50.00", dossier="D000922", payeur=durand))
+    sc.cheques(("RC-11", "1", "DURAND PAUL", "17.00", "F01-26-05-0000922"))  # reste 33.00 : entamée
+    sc.cheques(("RC-12", "1", "M. DURAND PAUL", "33.00", "F01-26-05-9999999"))
+    a = anomalie(sc, "cheque", "RC-12/1")
+    assert a.code == "REFERENCE_INCONNUE"
+    assert [(x["facture"], x["score"], x["reste"]) for x in a.suggestions] == [
+        ("F01-26-05-0000920", 0.6, "33.00"), ("F01-26-05-0000922", 0.6, "33.00"),
+        ("F01-26-05-0000921", 0.3, "33.00")]
+    assert sc.paiement("cheque", "RC-12/1")["affecte"] == "0.00"
+
+
 def test_un_cheque_sans_facture_avec_deux_factures_possibles_est_propose_pas_applique(sc: Scenario) -> None:
     sc.factures(facture("F01-26-05-0000901"))
     sc.cheques(("RC-4", "78", "MARTIN CLAIRE", "77.00", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -103,3 +104,18 @@ def test_un_json_partage_par_plusieurs_lignes_est_encode_une_fois() -> None:
     assert _convertir_colonne([preuve, preuve, egale, None, preuve], encoder) == [
         json.dumps(preuve), json.dumps(preuve), json.dumps(egale), None, json.dumps(preuve)]
     assert len(appels) == 2
+
+
+def test_la_copie_d_une_facture_pour_refaire_une_regle_garde_chaque_champ_et_ne_partage_rien() -> None:
+    """Copiée champ par champ : un champ ajouté à la facture ou à ses lignes doit l'être ici aussi."""
+    from rapprochement.moteur import _copie
+    from regie.domaine import FactureEtat, LigneEtat
+
+    valeurs = {f.name: f"v-{f.name}" for f in dataclasses.fields(FactureEtat)}
+    lignes = [LigneEtat(**{f.name: f"{f.name}-{i}" for f in dataclasses.fields(LigneEtat)}) for i in (1, 2)]
+    facture = FactureEtat(**{**valeurs, "lignes": lignes})
+    copie = _copie(facture)
+    assert copie == facture
+    copie.lignes[0].paye = 999
+    copie.paye = 999
+    assert facture.lignes[0].paye == "paye-1" and facture.paye == "v-paye"
