@@ -765,12 +765,10 @@ class _Lot:
         if p.canal == "cheque":
             f = self.factures.get(memoire.par_numero.get(p.reference_facture or "", -1))
             famille = [] if f is not None else self._famille_du_tireur(p)
-            if suggerer and f is None and p.reference_facture:
-                # Facture désignée inconnue : la famille ne fait que les suggestions, faites une seule fois,
-                # quand la règle est refaite avec celles par le reste dû.
-                d = regles.decider_cheque(p, None, [], sans)
-                return d, functools.partial(regles.decider_cheque, p, None, [_copie(x) for x in famille])
-            d = regles.decider_cheque(p, f, famille, sans)
+            # Facture désignée inconnue : la famille ne fait que des suggestions, faites une seule fois, quand
+            # la règle est refaite avec celles par le reste dû.
+            suggestions_seules = suggerer and f is None and bool(p.reference_facture)
+            d = regles.decider_cheque(p, f, [] if suggestions_seules else famille, sans)
             if suggerer and d.anomalie == "REFERENCE_INCONNUE":
                 return d, functools.partial(regles.decider_cheque, p, None if f is None else _copie(f),
                                             [_copie(x) for x in famille])

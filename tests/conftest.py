@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,21 @@ def _pg_joignable() -> str | None:
         return str(exc).splitlines()[0]
 
 
+@contextmanager
+def base_postgresql_vierge(nom: str) -> Iterator[str]:
+    """Une base PostgreSQL neuve (sans table) le temps du bloc ; son URL."""
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{nom}"'))
+        c.execute(text(f'CREATE DATABASE "{nom}"'))
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + nom
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{nom}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def url_postgresql(worker_id: str) -> Iterator[str]:
     raison = _pg_joignable()
@@ -40,16 +55,8 @@ def url_postgresql(worker_id: str) -> Iterator[str]:
         if DANS_CI or os.environ.get("REGIE_EXIGER_PG"):
             pytest.fail(f"PostgreSQL injoignable ({PG_ADMIN}) : {raison}")
         pytest.skip(f"PostgreSQL injoignable : {raison}")
-    nom = f"regie_test_{worker_id}_{os.getpid()}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{nom}"'))
-        c.execute(text(f'CREATE DATABASE "{nom}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + nom
-    yield url
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{nom}" WITH (FORCE)'))
-    admin.dispose()
+    with base_postgresql_vierge(f"regie_test_{worker_id}_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

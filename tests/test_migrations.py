@@ -12,14 +12,14 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 import regie.registre.modeles_pages  # noqa: F401  (les tables des pages sont dans le même schéma)
 from regie.application import Application
 from regie.parametres import Environnement, charger_configuration
 from regie.registre.modeles import Base
 from regie.registre.moteur import MIGRATIONS, creer_moteur
-from tests.conftest import CONFIG_EXEMPLE, PG_ADMIN
+from tests.conftest import CONFIG_EXEMPLE, base_postgresql_vierge
 from tests.scenarios import FACTURE, Scenario, autre
 
 
@@ -29,16 +29,10 @@ def url_vierge(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'regie.db'}"
         return
-    request.getfixturevalue("url_postgresql")  # PostgreSQL joignable (sinon échec en CI, saut ailleurs)
-    nom = f"regie_migration_{abs(hash(str(tmp_path))) % 10**8}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{nom}"'))
-        c.execute(text(f'CREATE DATABASE "{nom}"'))
-    yield PG_ADMIN.rsplit("/", 1)[0] + "/" + nom
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{nom}" WITH (FORCE)'))
-    admin.dispose()
+    # Joignable (sinon échec en CI, saut ailleurs) ; la base de session, elle, est déjà migrée.
+    session = request.getfixturevalue("url_postgresql")
+    with base_postgresql_vierge(session.rsplit("/", 1)[1] + "_migration") as url:
+        yield url
 
 
 def _migrer(url: str, revision: str, *, descendre: bool = False) -> None:
