@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -143,12 +144,12 @@ def preparer_paquets(instruction: Callable[[int], str], rangees: Sequence[Sequen
     ecritures = []
     if pleines:
         pas = par_paquet * largeur
-        plat = [v for r in rangees[:pleines] for v in r]
+        plat = list(chain.from_iterable(rangees[:pleines]))  # à plat, en C
         ecritures.append(Ecriture(instruction(par_paquet), [tuple(plat[i:i + pas]) for i in range(0, len(plat), pas)],
                                   plusieurs=True))
     if pleines < len(rangees):
         reste = rangees[pleines:]
-        ecritures.append(Ecriture(instruction(len(reste)), tuple(v for r in reste for v in r)))
+        ecritures.append(Ecriture(instruction(len(reste)), tuple(chain.from_iterable(reste))))
     return ecritures
 
 

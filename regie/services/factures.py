@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -174,7 +175,7 @@ class _Import:
             # Le fichier sera refusé : on ne fait plus que chercher les autres erreurs.
             self._trier(lot)
             return
-        dossiers = self._ids_dossiers(r[_DOSSIER] for r in lot)
+        dossiers = self._ids_dossiers(set(map(itemgetter(_DOSSIER), lot)))
         try:
             with self.conn.begin_nested():
                 self._ecrire(lot, dossiers)
@@ -208,9 +209,9 @@ class _Import:
             self.dossiers = dict(self.conn.execute(select(Dossier.numero, Dossier.id)).all())
             self.tous_les_dossiers = True
 
-    def _ids_dossiers(self, numeros: Iterable[str]) -> dict[str, int]:
+    def _ids_dossiers(self, numeros: set[str]) -> dict[str, int]:
         connus = self.dossiers
-        manquants = {d for d in numeros if d not in connus}
+        manquants = numeros.difference(connus)  # en C (le dict est sondé, pas copié)
         if manquants:
             connus.update(creer_dossiers(self.conn, sorted(manquants)) if self.tous_les_dossiers
                           else dossiers_ids(self.conn, manquants))
