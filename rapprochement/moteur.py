@@ -19,6 +19,7 @@ Pour le débit (un million de paiements par nuit chez les plus grandes collectiv
 from __future__ import annotations
 
 import functools
+import heapq
 import os
 import re
 import sys
@@ -462,6 +463,10 @@ def _executer(conn: Connection, sql: str, parametres: Sequence[Any]) -> list[tup
 
 # Une facture candidate à la famille d'un tireur : sa place (échéance, numéro) et son id.
 Candidate = tuple[tuple[date, str], int]
+
+
+def _numero_candidate(c: Candidate) -> str:
+    return c[0][1]
 STATUTS_FAMILLE = ("emise", "partiellement_payee")  # ceux de CONDITION_OUVERTES
 
 
@@ -490,6 +495,10 @@ class _Memoire:
         # Reste dû → clé du payeur → id → facture ouverte de ce reste (les couples lus, tenus à jour).
         self.familles: dict[int, dict[str, dict[int, Candidate]]] = {}
         self.familles_lues: set[tuple[int, str]] = set()
+        # Les retenues de (reste, mots du tireur, ordre par numéro) tant que cet index ne change pas : les
+        # chèques d'une même famille et d'un même tarif reviennent dans un lot (les recalculer triait toutes
+        # les factures ouvertes de ce reste à chaque chèque).
+        self.retenues_lues: dict[tuple[int, frozenset[str], bool], list[int]] = {}
         # Les suggestions lues pour un montant, le temps d'un lot (la base ne change qu'à son écriture).
         self.proches_lus: dict[int, list[FactureEtat]] = {}
         self.cle_de: dict[int, str] = {}  # la clé du payeur de chaque facture en mémoire
@@ -560,6 +569,7 @@ class _Memoire:
         couples = {(m, cle) for m, mots in demandes for cle in cles_possibles(mots)} - self.familles_lues
         if not couples:
             return
+        self.retenues_lues.clear()
         montants = sorted({m for m, _ in couples})
         cles = sorted({c for _, c in couples})
         # Tous les couples (reste, clé) du produit sont lus : marqués comme tels.
@@ -581,16 +591,22 @@ class _Memoire:
                 f = self.factures[fid]
                 self.familles.setdefault(reste, {}).setdefault(cle, {})[fid] = ((f.echeance, f.numero), fid)
 
-    def candidates(self, montant: int, mots: frozenset[str]) -> list[Candidate]:
-        """Les factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots du tireur,
-        dans l'ordre (échéance, numéro)."""
-        par_cle = self.familles.get(montant)
-        if not par_cle:
-            return []
-        return sorted(c for cle in cles_possibles(mots) for c in par_cle.get(cle, {}).values())
+    def retenues(self, montant: int, mots: frozenset[str], *, par_numero: bool) -> list[int]:
+        """Les cinq premières factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots
+        du tireur, dans l'ordre (échéance, numéro), ou par numéro."""
+        cle_memo = (montant, mots, par_numero)
+        retenues = self.retenues_lues.get(cle_memo)
+        if retenues is None:
+            par_cle = self.familles.get(montant) or {}
+            toutes = (c for cle in cles_possibles(mots) for c in par_cle.get(cle, {}).values())
+            # Les cinq premières sans trier toutes les autres (un nom courant en a des centaines à un tarif).
+            premieres = heapq.nsmallest(5, toutes, key=_numero_candidate if par_numero else None)
+            retenues = self.retenues_lues[cle_memo] = [fid for _, fid in premieres]
+        return retenues
 
     def ecrites(self, factures: Iterable[FactureEtat]) -> None:
         """Des factures viennent d'être écrites : l'index des familles suit la base."""
+        self.retenues_lues.clear()
         for f in factures:
             reste_avant, statut_avant = self.ecrit[f.id]
             self.ecrit[f.id] = (f.reste, f.statut)
@@ -832,10 +848,7 @@ class _Lot:
         suggérées, dans l'ordre (échéance, numéro) ; à côté d'une référence inconnue, les cinq premières
         par numéro (l'ordre des suggestions de même score). Les autres ne sont pas lues.
         """
-        candidates = self.memoire.candidates(p.montant, _jetons_du_tireur(p))
-        if p.reference_facture:
-            candidates = sorted(candidates, key=lambda c: c[0][1])
-        return [c[1] for c in candidates[:5]]
+        return self.memoire.retenues(p.montant, _jetons_du_tireur(p), par_numero=bool(p.reference_facture))
 
     def _famille_du_tireur(self, p: PaiementVue) -> list[FactureEtat]:
         """Factures ouvertes d'exactement ce montant dont le payeur porte le nom et le prénom du tireur."""

@@ -247,3 +247,34 @@ def test_ecriture_retardee_ou_dans_le_fil_principal_le_registre_est_le_meme(
     _jouer(app, tmp_path / "deux_fils", a_l_import=True)
     _jouer_croise(app, tmp_path / "deux_fils_croise", a_l_import=True)
     assert _photo(app) == un_fil
+
+
+def _jouer_retour_sur_une_facture(app: Application, dossier: Path, *, a_l_import: bool) -> None:
+    """La même facture payée au premier lot puis au quatrième : entre-temps, la mémoire l'a oubliée."""
+    sc, o, apres = _demarrer(app, dossier, a_l_import)
+    a, b, c = "F01-26-05-0000501", "F01-26-05-0000502", "F01-26-05-0000503"
+    sc.factures(autre(a, "30.00"), autre(b, "30.00"), autre(c, "30.00"))
+    sc.buraliste(("PP-1", sc.datamatrix(a, "30.00"), "10.00", "CARTE"),
+                 ("PP-2", sc.datamatrix(b, "30.00"), "30.00", "CARTE"),
+                 ("PP-3", sc.datamatrix(c, "30.00"), "30.00", "CARTE"),
+                 ("PP-4", sc.datamatrix(a, "30.00"), "25.00", "CARTE"), **o)
+    apres()
+
+
+def test_une_facture_payee_puis_oubliee_est_relue_telle_que_l_import_l_a_laissee(
+        app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Oubliée de la mémoire deux lots plus tard, la facture entamée au premier lot est relue dans la
+    transaction de l'import, avec son reste de 20 € (à 30 €, les 25 € du quatrième lot seraient tout affectés)."""
+    from rapprochement import moteur
+
+    monkeypatch.setattr(moteur, "TAILLE_LOT", 1)
+    monkeypatch.setenv("REGIE_PAUSE_AU", "ecriture_lot:0.05")  # les écritures à la traîne des décisions
+    _jouer_retour_sur_une_facture(app, tmp_path / "jeu", a_l_import=True)
+    photo = _photo(app)
+    statuts = {(c, r): (s, a, m) for c, r, s, a, m, *_ in photo["paiements"]}
+    assert statuts[("buraliste", "PP-1")] == ("affecte", None, 1000)
+    assert statuts[("buraliste", "PP-4")] == ("en_anomalie", "TROP_PERCU", 2000)
+    _vider(app)
+    monkeypatch.setenv("REGIE_RAPPROCHEMENT_LOT", "1")
+    _jouer_retour_sur_une_facture(app, tmp_path / "en_deux_temps", a_l_import=False)
+    assert _photo(app) == photo
