@@ -259,7 +259,12 @@ def rangee_paiement(n: NouveauPaiement, affecte: int, statut: str, anomalie: str
 
 
 def inserer_paiements(conn: Connection, rangees: Sequence[tuple[Any, ...]]) -> None:
-    inserer_tuples(conn, table_de(Paiement), COLONNES_PAIEMENT, rangees)
+    inserer_tuples(conn, table_de(Paiement), COLONNES_PAIEMENT, rangees, deja_converties=_DETAILS_ENCODES)
+
+
+# Les colonnes JSON déjà encodées par le moteur (msgspec) : leur type ne les repasse pas une à une.
+_DETAILS_ENCODES = ("details",)
+_AFFECTATION_ENCODEE = ("parts", "preuve")
 
 # Ce qui peut résoudre la référence inconnue d'un paiement, selon son canal : l'arrivée d'une facture
 # (numéro, numéro de dette, refdet), d'un panier PayFiP, d'une remise (relevé DFT, CRCESU), d'un titre.
@@ -974,7 +979,8 @@ class _Lot:
                 statut=bindparam("r_statut"), confirmee_le=bindparam("r_le")), self.remises)
         dialecte = c.dialect
         ecritures = self._ecrire_paiements()
-        ecritures += preparer_insertion(dialecte, table_de(Affectation), COLONNES_AFFECTATION, self.affectations)
+        ecritures += preparer_insertion(dialecte, table_de(Affectation), COLONNES_AFFECTATION, self.affectations,
+                                        deja_converties=_AFFECTATION_ENCODEE)
         ecritures += preparer_insertion(dialecte, table_de(Anomalie), COLONNES_ANOMALIE, self.anomalies,
                                         deja_converties=("preuve", "suggestions"))
         ecritures += preparer_mise_a_jour(dialecte, "etat_facture", ["paye = {}", "statut = {}"], "facture_id",
@@ -990,7 +996,8 @@ class _Lot:
         ecritures = preparer_insertion(dialecte, table_de(Paiement), COLONNES_PAIEMENT, [
             # version 2 : reçu, puis décidé (comme en deux temps)
             rangee_paiement(n, affecte, statut, anomalie, dossier, confirme, version=2)
-            for pid, affecte, statut, anomalie, dossier, confirme in self.decides if (n := nouveaux.get(pid))])
+            for pid, affecte, statut, anomalie, dossier, confirme in self.decides if (n := nouveaux.get(pid))],
+            deja_converties=_DETAILS_ENCODES)
         # Un nouveau que la décision laisse tel quel (une relance ne le concerne pas) n'existe pas : chaque
         # nouveau est décidé. Les anciens : par combinaison de colonnes qui changent.
         par_colonnes: dict[tuple[bool, bool, bool], list[tuple[Any, ...]]] = defaultdict(list)

@@ -55,6 +55,7 @@ COLONNES_FACTURE = ("id", "numero", "regie_code", "dossier_id", "emise_le", "ech
                     "refdet", "civilite", "nom", "prenom", "email", "adresse1", "adresse2", "code_postal", "ville",
                     "lignes", "empreinte", "payeur_cle", "fichier_id", "cree_le")
 COLONNES_ETAT = ("facture_id", "montant", "paye", "avoirs", "statut", "payeur_cle")
+LIGNES_ENCODEES = ("lignes",)  # `rangee` les encode déjà (encoder_lignes) : leur type ne les repasse pas une à une
 
 
 def prendre_numeros(conn: Connection, nom: str, n: int) -> int:
@@ -227,7 +228,8 @@ class _Import:
             # Factures poussées par l'API : peu nombreuses, identifiants réservés.
             ids = reserver_ids(conn, FACTURE, len(lot))
             inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [
-                (fid, r[0], r[1], dossiers[r[2]], *r[3:19], None, now) for fid, r in zip(ids, lot, strict=True)])
+                (fid, r[0], r[1], dossiers[r[2]], *r[3:19], None, now) for fid, r in zip(ids, lot, strict=True)],
+                deja_converties=LIGNES_ENCODEES)
             inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, r[_MONTANT], 0, 0, "emise", r[_PAYEUR])
                                                        for fid, r in zip(ids, lot, strict=True)])
         else:
@@ -235,7 +237,7 @@ class _Import:
             # est écrit par la base elle-même, d'après les rangées que ce lot vient d'ajouter.
             seuil = conn.execute(select(func.coalesce(func.max(Facture.id), 0))).scalar_one()
             inserer_tuples(conn, FACTURE, COLONNES_FACTURE[1:], [
-                (r[0], r[1], dossiers[r[2]], *r[3:19], fichier_id, now) for r in lot])
+                (r[0], r[1], dossiers[r[2]], *r[3:19], fichier_id, now) for r in lot], deja_converties=LIGNES_ENCODEES)
             conn.execute(insert(EtatFacture).from_select(
                 list(COLONNES_ETAT),
                 select(Facture.id, Facture.montant, literal(0), literal(0), literal("emise"), Facture.payeur_cle)
