@@ -258,13 +258,14 @@ def rangee_paiement(n: NouveauPaiement, affecte: int, statut: str, anomalie: str
             False, version, n.cree_le)
 
 
-def inserer_paiements(conn: Connection, rangees: Sequence[tuple[Any, ...]]) -> None:
-    inserer_tuples(conn, table_de(Paiement), COLONNES_PAIEMENT, rangees, deja_converties=_DETAILS_ENCODES)
-
-
 # Les colonnes JSON déjà encodées par le moteur (msgspec) : leur type ne les repasse pas une à une.
 _DETAILS_ENCODES = ("details",)
 _AFFECTATION_ENCODEE = ("parts", "preuve")
+
+
+def inserer_paiements(conn: Connection, rangees: Sequence[tuple[Any, ...]]) -> None:
+    inserer_tuples(conn, table_de(Paiement), COLONNES_PAIEMENT, rangees, deja_converties=_DETAILS_ENCODES)
+
 
 # Ce qui peut résoudre la référence inconnue d'un paiement, selon son canal : l'arrivée d'une facture
 # (numéro, numéro de dette, refdet), d'un panier PayFiP, d'une remise (relevé DFT, CRCESU), d'un titre.
@@ -468,11 +469,11 @@ def _executer(conn: Connection, sql: str, parametres: Sequence[Any]) -> list[tup
 
 # Une facture candidate à la famille d'un tireur : sa place (échéance, numéro) et son id.
 Candidate = tuple[tuple[date, str], int]
+STATUTS_FAMILLE = ("emise", "partiellement_payee")  # ceux de CONDITION_OUVERTES
 
 
 def _numero_candidate(c: Candidate) -> str:
     return c[0][1]
-STATUTS_FAMILLE = ("emise", "partiellement_payee")  # ceux de CONDITION_OUVERTES
 
 
 class _Memoire:
