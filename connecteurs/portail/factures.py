@@ -188,7 +188,8 @@ class _LigneM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     prestation: _T20
     libelle: _T200
     enfant: _MAX200 | None = None
-    naissance: str | None = None
+    # Une date AAAA-MM-JJ lue par msgspec (en C) : la même que ce qu'admet la voie lente, encodée pareil.
+    naissance: date | None = None
     quantite: str
     prix_unitaire: str
     montant: str
@@ -507,11 +508,7 @@ class _LecteurRapide:
             cesu = prestations.get(lg.prestation)
             if cesu is None:
                 return None
-            naissance = None
-            if lg.naissance is not None:
-                naissance = _date_ou_rien(lg.naissance)
-                if naissance is None:
-                    return None
+            naissance = lg.naissance
             montants = _montants_ou_rien(lg.quantite, lg.prix_unitaire, lg.montant)
             if montants is None:
                 return None
