@@ -119,6 +119,7 @@ def mots_du_nom(texte: str) -> frozenset[str]:
     return frozenset(re.findall(r"[A-Z]+", sans_accents.upper()))
 
 
+@functools.lru_cache(maxsize=4096)  # les factures d'une famille se suivent dans un fichier
 def cle_payeur(nom: str, prenom: str) -> str:
     """Les mots du nom et du prénom d'un payeur, triés : la clé sous laquelle le tireur d'un chèque le cherche.
 

@@ -200,8 +200,8 @@ class _FactureM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_fi
     regie: _T20
     dossier: _T20
     payeur: _PayeurM
-    emise_le: str
-    echeance: str
+    emise_le: date  # comme `naissance` : AAAA-MM-JJ lu en C, encodé de même
+    echeance: date
     periode: str
     lignes: Annotated[list[_LigneM], Meta(min_length=1)]
     montant: str
@@ -415,17 +415,8 @@ _MEMO_MAX = 4096  # entrées par mémo : la mémoire ne grandit pas avec le fich
 
 
 # Conversions mémorisées de la voie rapide : pures, et les mêmes textes reviennent sans cesse dans un
-# fichier (prix, dates, périodes). None (ou False) : la ligne repasse par `lire_objet`.
-
-@lru_cache(maxsize=_MEMO_MAX)
-def _date_ou_rien(texte: str) -> date | None:
-    if not DATE.fullmatch(texte):
-        return None
-    try:
-        return date.fromisoformat(texte)
-    except ValueError:
-        return None
-
+# fichier (prix, périodes). None (ou False) : la ligne repasse par `lire_objet`. Les dates, elles, sont
+# lues par msgspec (`date` dans les structures ci-dessus).
 
 @lru_cache(maxsize=_MEMO_MAX)
 def _euros_ou_rien(texte: str) -> int | None:
@@ -497,9 +488,9 @@ class _LecteurRapide:
         periode = f.periode
         if not _periode_valide(periode):
             return None
-        emise_le = _date_ou_rien(f.emise_le)
-        echeance = _date_ou_rien(f.echeance)
-        if emise_le is None or echeance is None or echeance < emise_le:
+        emise_le = f.emise_le
+        echeance = f.echeance
+        if echeance < emise_le:
             return None
         prestations = self.ref.prestations_cesu
         lignes = []
