@@ -8,12 +8,14 @@ inverses : rien n'est jamais effacé.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Row, insert, select, update
 
+from rapprochement.moteur import verrouiller
 from rapprochement.regles import allouer
 from regie.application import Application
 from regie.domaine import FactureEtat
@@ -50,6 +52,16 @@ class DecisionRefusee(ErreurRegie):
 
 
 # --- Lecture sous verrou ------------------------------------------------------------------------------
+
+@contextmanager
+def _transaction(app: Application) -> Iterator[Connection]:
+    """La transaction d'une décision, après celle du moteur qui tourne : celui-ci lit les factures d'un lot
+    puis écrit leur nouvel état, et une décision prise entre les deux serait écrasée (PostgreSQL : son
+    verrou ; SQLite : BEGIN IMMEDIATE sérialise déjà toutes les écritures)."""
+    with app.moteur.begin() as conn:
+        verrouiller(conn)
+        yield conn
+
 
 def _paiement(conn: Connection, paiement_id: int, version: int | None) -> Row[Any]:
     req = select(table_de(Paiement)).where(Paiement.id == paiement_id)
@@ -137,7 +149,7 @@ def affecter(app: Application, paiement_id: int, repartition: Sequence[tuple[str
     """Affecte à la main tout ou partie d'un paiement à une ou plusieurs factures."""
     if not repartition or any(m <= 0 for _, m in repartition):
         raise DecisionRefusee("REPARTITION_INVALIDE", "Indiquez au moins une facture et des montants positifs.")
-    with app.moteur.begin() as conn:
+    with _transaction(app) as conn:
         p = _paiement(conn, paiement_id, version)
         if p.statut == "annule" or p.canal in ("cfonb", "crcesu"):
             raise DecisionRefusee("PAIEMENT_NON_AFFECTABLE", f"Le paiement {p.canal} {p.reference} ne peut pas être "
@@ -173,7 +185,7 @@ def affecter(app: Application, paiement_id: int, repartition: Sequence[tuple[str
 def garder_en_credit(app: Application, paiement_id: int, *, qui: str, motif: str, version: int | None = None,
                      dossier: str | None = None) -> None:
     """L'excédent d'un paiement devient crédit de la famille (pour ses prochaines factures)."""
-    with app.moteur.begin() as conn:
+    with _transaction(app) as conn:
         p = _paiement(conn, paiement_id, version)
         excedent = _disponible(p)
         if excedent <= 0 or p.statut == "annule":
@@ -197,7 +209,7 @@ def garder_en_credit(app: Application, paiement_id: int, *, qui: str, motif: str
 def appliquer_credit(app: Application, dossier: str, *, qui: str, motif: str,
                      factures: Sequence[str] | None = None) -> int:
     """Le crédit de la famille (excédents gardés, avoirs au-delà de la facture) paie ses factures ouvertes."""
-    with app.moteur.begin() as conn:
+    with _transaction(app) as conn:
         dossier_id = conn.execute(select(Dossier.id).where(Dossier.numero == dossier)).scalar()
         if dossier_id is None:
             raise DecisionRefusee("DOSSIER_INCONNU", f"Le dossier {dossier} est inconnu.")
@@ -250,7 +262,7 @@ def rembourser(app: Application, paiement_id: int, montant: int, *, qui: str, mo
                version: int | None = None) -> None:
     """Rembourse à la famille tout ou partie de ce qui n'est pas affecté (crédit gardé ou excédent)."""
     _motif_requis(motif, "un remboursement")
-    with app.moteur.begin() as conn:
+    with _transaction(app) as conn:
         p = _paiement(conn, paiement_id, version)
         possible = p.en_credit + _disponible(p)
         if montant <= 0 or montant > possible:
@@ -302,7 +314,7 @@ def _defaire(conn: Connection, p: Row[Any], qui: str, motif: str, facture_numero
 def annuler_paiement(app: Application, paiement_id: int, *, qui: str, motif: str, version: int | None = None) -> None:
     """Chèque impayé, paiement rejeté : toutes ses affectations sont défaites, les factures rouvertes."""
     _motif_requis(motif, "annuler un paiement")
-    with app.moteur.begin() as conn:
+    with _transaction(app) as conn:
         p = _paiement(conn, paiement_id, version)
         if p.statut == "annule":
             raise DecisionRefusee("DEJA_ANNULE", "Ce paiement est déjà annulé.")
@@ -320,7 +332,7 @@ def annuler_affectation(app: Application, paiement_id: int, facture_numero: str,
                         version: int | None = None) -> None:
     """Défait l'affectation d'un paiement à une facture ; l'argent revient en revue."""
     _motif_requis(motif, "défaire une affectation")
-    with app.moteur.begin() as conn:
+    with _transaction(app) as conn:
         p = _paiement(conn, paiement_id, version)
         defait = _defaire(conn, p, qui, motif, facture_numero)
         if defait == 0:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
+from rapprochement.moteur import verrouiller
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import cle_payeur, repartir
@@ -332,6 +333,9 @@ def _ecrire(imp: _Import, lots: Iterable[LotLu]) -> None:
         imp.factures_lot(rangees)
         avoirs.extend(lot.avoirs)  # après les factures : un avoir peut viser une facture du même fichier
         progression.avancer(len(rangees))
+    if avoirs:
+        # Un avoir réduit l'état d'une facture que le moteur peut être en train de lire puis d'écrire.
+        verrouiller(imp.conn)
     for a in avoirs:
         imp.avoir(a)
     progression.terminer()

@@ -21,7 +21,14 @@ from sqlalchemy import Connection, func, insert, or_, select, update
 
 from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.modeles import PaiementRecu
-from rapprochement.moteur import NouveauPaiement, inserer_paiements, rangee_paiement, rapprocher, rapprocher_a_l_import
+from rapprochement.moteur import (
+    NouveauPaiement,
+    inserer_paiements,
+    rangee_paiement,
+    rapprocher,
+    rapprocher_a_l_import,
+    verrouiller,
+)
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture
@@ -429,6 +436,8 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
     comptes_canal: dict[str, int] = {}
 
     def faire(conn: Connection, fichier_id: int, nom: str) -> ComptesPaiements:
+        # Dès l'enregistrement : un doublon change un paiement connu, qu'un agent ou un moteur peut tenir.
+        verrouiller(conn)
         lots = _lots_compacts(app, conn, canal, chemin, nom, comptes_canal, fichier_id, parallele)
         # Rapprochés dans la même transaction, avant d'être écrits : une écriture par paiement au lieu de deux.
         differes: list[NouveauPaiement] | None = [] if rapprocher_ensuite else None
