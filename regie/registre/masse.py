@@ -245,6 +245,10 @@ def valeurs_par_cle(conn: Connection, table: FromClause, cle: str, valeur: str,
     return {k: v for k, v in res}
 
 
+# (base, table) → la séquence de sa clé.
+_SEQUENCES: dict[tuple[str, str], str] = {}
+
+
 def reserver_ids(conn: Connection, table: FromClause, n: int) -> list[int]:
     """Réserve n identifiants de clé primaire pour des insertions en masse.
 
@@ -253,9 +257,16 @@ def reserver_ids(conn: Connection, table: FromClause, n: int) -> list[int]:
     """
     nom = table.name  # type: ignore[attr-defined]
     if conn.dialect.name == "postgresql":
-        res = conn.execute(text(f"SELECT nextval(pg_get_serial_sequence('{nom}', 'id')) "
-                                "FROM generate_series(1, :n)"), {"n": n})
-        return [int(x) for x in res.scalars()]
+        cle = (conn.engine.url.render_as_string(), nom)
+        sequence = _SEQUENCES.get(cle)
+        if sequence is None:
+            sequence = _SEQUENCES[cle] = str(conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"),
+                                                          {"t": nom}).scalar_one())
+        # La séquence nommée une fois : écrite dans la requête, pg_get_serial_sequence serait évaluée à chaque
+        # rangée (10 ms pour 2 000 identifiants au lieu de 1).
+        with curseur_du_pilote(conn) as curseur:
+            curseur.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (sequence, n))
+            return [i for i, in curseur.fetchall()]
     debut = int(conn.execute(text(f"SELECT coalesce(max(id), 0) FROM {nom}")).scalar_one()) + 1
     return list(range(debut, debut + n))
 
