@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from rapprochement.moteur import verrouiller
 from rapprochement.regles import allouer
@@ -35,6 +36,7 @@ from regie.registre.modeles import (
     Paiement,
     Remboursement,
 )
+from regie.registre.moteur import ATTENTE_VERROU_MS
 from regie.registre.types import maintenant
 from regie.services.compte import NATURE_PAIEMENT, libelle_paiement
 
@@ -53,14 +55,46 @@ class DecisionRefusee(ErreurRegie):
 
 # --- Lecture sous verrou ------------------------------------------------------------------------------
 
+# Ce qu'une décision attend au plus le moteur ou l'import en cours, avant d'être refusée (réessayable).
+ATTENTE_DU_MOTEUR_S = 30.0
+
+
 @contextmanager
 def _transaction(app: Application) -> Iterator[Connection]:
     """La transaction d'une décision, après celle du moteur qui tourne : celui-ci lit les factures d'un lot
     puis écrit leur nouvel état, et une décision prise entre les deux serait écrasée (PostgreSQL : son
-    verrou ; SQLite : BEGIN IMMEDIATE sérialise déjà toutes les écritures)."""
-    with app.moteur.begin() as conn:
-        verrouiller(conn)
-        yield conn
+    verrou ; SQLite : BEGIN IMMEDIATE, le verrou d'écriture que tient tout import). Au-delà de
+    `ATTENTE_DU_MOTEUR_S`, la décision est refusée avec un message clair plutôt que de faire attendre la page.
+    """
+    attente_ms = int(ATTENTE_DU_MOTEUR_S * 1000)
+    with app.moteur.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        pilote = conn.connection.driver_connection
+        assert pilote is not None
+        if sqlite:
+            pilote.execute(f"PRAGMA busy_timeout={attente_ms}")  # par le pilote : pas de BEGIN avant
+        try:
+            try:
+                transaction = conn.begin()
+                if not sqlite:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{attente_ms}ms'")
+                    verrouiller(conn)
+            except OperationalError as exc:
+                if not _verrou_occupe(exc):
+                    raise
+                raise DecisionRefusee("RAPPROCHEMENT_EN_COURS", "Un import ou un rapprochement est en cours : la "
+                                      "décision n'a pas été enregistrée ; réessayez dans un instant.") from None
+            with transaction:
+                yield conn
+        finally:
+            if sqlite:
+                pilote.execute(f"PRAGMA busy_timeout={ATTENTE_VERROU_MS}")
+
+
+def _verrou_occupe(exc: OperationalError) -> bool:
+    """Le verrou n'a pas été obtenu à temps : SQLITE_BUSY, ou lock_not_available (55P03) de PostgreSQL."""
+    return (getattr(exc.orig, "sqlite_errorname", None) == "SQLITE_BUSY"
+            or getattr(exc.orig, "sqlstate", None) == "55P03")
 
 
 def _paiement(conn: Connection, paiement_id: int, version: int | None) -> Row[Any]:

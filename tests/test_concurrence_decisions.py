@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from rapprochement import decisions
+from rapprochement.decisions import DecisionRefusee
+from rapprochement.moteur import verrouiller
 from regie.application import Application
 from regie.montants import centimes_en_euros as eur
 from regie.registre.modeles import Paiement
@@ -66,3 +70,28 @@ def test_une_decision_prise_pendant_un_rapprochement_n_est_pas_ecrasee(app: Appl
     assert paye == {n: eur(2000 + a_la_main_par_facture[i]) for i, n in enumerate(numeros)}
     verifier_invariants(app)
     verifier_paiements(app)
+
+
+def test_une_decision_qui_attend_trop_le_moteur_est_refusee_et_peut_etre_refaite(
+        app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sc = Scenario(app, tmp_path)
+    sc.factures(autre("F01-26-05-0000001", "50.00"))
+    sc.cheques(("RC-1", "1", "DURAND PAUL", "50.00", "X0000001"))
+    assert sc.paiement("cheque", "RC-1/1")["anomalie"] == "REFERENCE_INCONNUE"
+    with app.moteur.connect() as c:
+        pid = c.execute(select(Paiement.id).where(Paiement.reference == "RC-1/1")).scalar_one()
+    monkeypatch.setattr(decisions, "ATTENTE_DU_MOTEUR_S", 0.3)
+    # Un moteur (ou un import) tient le registre : son verrou, ou sous SQLite le verrou d'écriture.
+    with app.moteur.begin() as moteur:
+        verrouiller(moteur)
+        debut = time.monotonic()
+        with pytest.raises(DecisionRefusee) as refus:
+            decisions.affecter(app, pid, [("F01-26-05-0000001", 5000)], qui="agent.martin", motif="appel")
+        assert time.monotonic() - debut < 10
+    assert refus.value.code == "RAPPROCHEMENT_EN_COURS"
+    assert "réessayez" in refus.value.message
+    assert sc.paiement("cheque", "RC-1/1")["statut"] == "en_anomalie"
+    # Le moteur a fini : la même décision passe.
+    decisions.affecter(app, pid, [("F01-26-05-0000001", 5000)], qui="agent.martin", motif="appel")
+    assert (sc.facture("F01-26-05-0000001")["statut"], sc.paiement("cheque", "RC-1/1")["statut"]) == (
+        "payee", "affecte")

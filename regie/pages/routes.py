@@ -380,8 +380,9 @@ def appliquer(app: Application, paiement_id: int, d: Demande, qui: str) -> None:
 
 
 def _refus(exc: DecisionRefusee) -> tuple[str, int]:
-    """Le message du service ; 409 quand le paiement a changé depuis l'affichage de la page."""
-    return exc.message, 409 if exc.code == "PAIEMENT_MODIFIE" else 422
+    """Le message du service ; 409 quand le paiement a changé depuis l'affichage de la page, ou qu'un
+    rapprochement en cours empêche de décider maintenant."""
+    return exc.message, 409 if exc.code in ("PAIEMENT_MODIFIE", "RAPPROCHEMENT_EN_COURS") else 422
 
 
 @routeur.post("/paiements/{paiement_id}/decisions/{decision}", response_class=HTMLResponse)
