@@ -47,6 +47,7 @@ from rapprochement.regles import (
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import FactureEtat, LigneEtat, cles_possibles, mots_du_nom, statut_facture, statut_paiement
+from regie.lecture_parallele import en_parallele
 from regie.progression import Progression
 from regie.registre.etats import TITRES_ACTIFS, completer
 from regie.registre.lignes import LigneFacture, encoder_json
@@ -76,6 +77,7 @@ from regie.registre.modeles import (
     Remise,
     Titre,
 )
+from regie.registre.moteur import creer_moteur
 from regie.registre.statistiques import rafraichir_statistiques
 from regie.registre.types import maintenant
 
@@ -345,11 +347,13 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
 
 
 def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement], *,
-                          taille_lot: int | None = None) -> BilanRapprochement:
+                          taille_lot: int | None = None, lire_d_avance: bool = False) -> BilanRapprochement:
     """Les paiements d'un fichier, décidés dans la transaction de son import puis écrits une seule fois.
 
     Exactement ce que ferait `rapprocher` juste après l'import : les paiements déjà ouverts qui sont à
     reprendre passent avec les nouveaux, tous dans l'ordre (reçu le, canal, référence, id).
+    `lire_d_avance` (un gros fichier) : les factures que désignent les lots à venir sont lues par un
+    second processus (`_lire_d_avance`) pendant que celui-ci décide.
     """
     bilan = BilanRapprochement()
     taille_lot = taille_lot or TAILLE_LOT  # lu à l'appel : les tests le réduisent pour croiser les lots
@@ -364,7 +368,19 @@ def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement],
             [(p.recu_le, p.canal, p.reference, p.id, p) for p in nouveaux]
             + [(r, c, ref, i, None) for r, c, ref, i in anciens], key=_cle_d_ordre)
 
+        morceaux = [ordre[debut:debut + taille_lot] for debut in range(0, len(ordre), taille_lot)]
+        cles: list[tuple[list[int], list[str]]] = []
+        prelues: Iterator[bytes] = iter(())
+        if lire_d_avance and len(morceaux) > 1:
+            url = conn.engine.url.render_as_string(hide_password=False)
+            cles = [_cles_designees(t[4] for t in morceau if t[4] is not None) for morceau in morceaux]
+            prelues = en_parallele(functools.partial(_lire_d_avance, url, cles))
+        rangs = iter(range(len(morceaux)))
+
         def elements(lot: _Lot, morceau: list[tuple[Any, ...]]) -> list[Element]:
+            rang = next(rangs)
+            if cles:
+                lot.prelues = (_DECODEUR_PRELUES.decode(next(prelues)), *cles[rang])
             a_relire = [t[3] for t in morceau if t[4] is None]
             relus = {v.id: (v, s, a) for v, s, a in lot.relire(a_relire)} if a_relire else {}
             resultat: list[Element] = []
@@ -376,9 +392,11 @@ def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement],
                     resultat.append((lot.nouveau(nouveau), "a_traiter", None))
             return resultat
 
-        _enchainer(memoire, bilan, ecrivain,
-                   [ordre[debut:debut + taille_lot] for debut in range(0, len(ordre), taille_lot)], elements,
-                   lambda _rang, morceau: progression.avancer(len(morceau)))
+        try:
+            _enchainer(memoire, bilan, ecrivain, morceaux, elements,
+                       lambda _rang, morceau: progression.avancer(len(morceau)))
+        finally:
+            getattr(prelues, "close", lambda: None)()  # arrête le processus de lecture s'il lit encore
     progression.terminer()
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
              anomalies=bilan.anomalies, a_l_import=True)
@@ -387,6 +405,51 @@ def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement],
 
 def _cle_d_ordre(t: tuple[Any, ...]) -> tuple[Any, ...]:
     return t[:4]
+
+
+def _facture_designee(canal: str, reference_facture: str | None) -> int | str | None:
+    """L'identifiant (buralistes : le numéro de dette) ou le numéro de la facture que désigne un paiement."""
+    if not reference_facture:
+        return None
+    if canal in ("cesu", "cheque"):
+        return reference_facture
+    if canal == "buraliste" and reference_facture.isdigit():
+        return int(reference_facture)  # le numéro de dette est l'identifiant de la facture
+    return None
+
+
+def _cles_designees(paiements: Iterable[NouveauPaiement]) -> tuple[list[int], list[str]]:
+    ids: set[int] = set()
+    numeros: set[str] = set()
+    for p in paiements:
+        cle = _facture_designee(p.canal, p.reference_facture)
+        if isinstance(cle, int):
+            ids.add(cle)
+        elif cle is not None:
+            numeros.add(cle)
+    return sorted(ids), sorted(numeros)
+
+
+_ENCODEUR_PRELUES = msgspec.msgpack.Encoder()
+_DECODEUR_PRELUES = msgspec.msgpack.Decoder(list[tuple[Any, ...]])
+
+
+def _lire_d_avance(url: str, cles: list[tuple[list[int], list[str]]]) -> Iterator[bytes]:
+    """Dans un processus à part, par sa propre connexion : les factures désignées par chaque lot, dans l'ordre.
+
+    Ce processus voit la base telle que validée : sous le verrou du moteur (et, sous SQLite, le verrou
+    d'écriture de l'import), seule la transaction de l'import change des factures, et la mémoire du moteur
+    écarte celles qu'elle a changées (`_Memoire.modifiees`), relues par la transaction elle-même.
+    """
+    moteur = creer_moteur(url, lecture=True)
+    with moteur.connect() as conn:
+        for ids, numeros in cles:
+            rangees: list[tuple[Any, ...]] = []
+            for colonne, valeurs in (("f.id", ids), ("f.numero", numeros)):
+                if valeurs:
+                    rangees += lire_par_cles(conn, f"SELECT {_COLONNES_FACTURE} {_FROM_FACTURE} "
+                                                   f"WHERE {colonne} {{cles}}", valeurs)
+            yield _ENCODEUR_PRELUES.encode(rangees)
 
 
 # Un paiement d'un lot : sa vue, son statut, son anomalie ouverte (pour une relance).
@@ -511,6 +574,8 @@ class _Memoire:
         self.refdet_de: dict[int, str] = {}
         # Les factures que change le lot précédent, pas encore écrit : la base en dit l'état d'avant.
         self.en_attente: set[int] = set()
+        # Toutes celles que la transaction a changées : une lecture d'avance (hors transaction) les écarte.
+        self.modifiees: set[int] = set()
 
     def _charger(self, rangees: Iterable[tuple[Any, ...]]) -> None:
         nouvelles: list[FactureEtat] = []
@@ -536,8 +601,19 @@ class _Memoire:
             nouvelles.append(f)
         completer(self.conn, nouvelles)
 
-    def charger(self, *, ids: Iterable[int] = (), numeros: Iterable[str] = (), refdets: Iterable[str] = ()) -> None:
-        """Les factures désignées qui ne sont pas encore en mémoire (une requête groupée par sorte de clé)."""
+    def charger(self, *, ids: Iterable[int] = (), numeros: Iterable[str] = (), refdets: Iterable[str] = (),
+                prelues: tuple[list[tuple[Any, ...]], list[int], list[str]] | None = None) -> None:
+        """Les factures désignées qui ne sont pas encore en mémoire (une requête groupée par sorte de clé).
+
+        `prelues` : les rangées que la lecture d'avance a trouvées (la base validée), avec les identifiants et
+        numéros qu'elle cherchait. Celles des factures que la transaction a changées sont écartées et relues
+        ici ; une clé cherchée et pas trouvée est absente (aucune facture n'arrive pendant un rapprochement).
+        """
+        if prelues is not None:
+            rangees, ids_cherches, numeros_cherches = prelues
+            self._charger(r for r in rangees if r[0] not in self.modifiees)
+            self.ids_absents.update(set(ids_cherches).difference(r[0] for r in rangees))
+            self.numeros_absents.update(set(numeros_cherches).difference(r[1] for r in rangees))
         ids = sorted({i for i in ids if i not in self.ids_absents and i not in self.factures})
         numeros = sorted({n for n in numeros if n not in self.numeros_absents and n not in self.par_numero})
         refdets = sorted({r for r in refdets if r not in self.refdets_absents and r not in self.par_refdet})
@@ -614,6 +690,7 @@ class _Memoire:
         """Des factures viennent d'être écrites : l'index des familles suit la base."""
         self.retenues_lues.clear()
         for f in factures:
+            self.modifiees.add(f.id)
             reste_avant, statut_avant = self.ecrit[f.id]
             self.ecrit[f.id] = (f.reste, f.statut)
             if (reste_avant, statut_avant) == (f.reste, f.statut):
@@ -676,6 +753,8 @@ class _Lot:
         # précédent faite : (place dans `anomalies`, montant, la règle à refaire avec ces suggestions).
         self.a_suggerer: list[tuple[int, int, Callable[[list[FactureEtat]], Decision]]] = []
         self.elements: list[Element] = []
+        # Les factures du lot lues d'avance, et les identifiants et numéros demandés (ou None).
+        self.prelues: tuple[list[tuple[Any, ...]], list[int], list[str]] | None = None
         self.etats_changent: list[tuple[Any, ...]] = []
         self.etats_paye_seul: list[tuple[Any, ...]] = []
 
@@ -748,17 +827,18 @@ class _Lot:
         dettes: set[int] = set()
         refdets: set[str] = set()
         for v in vues:
-            if v.canal in ("cesu", "cheque") and v.reference_facture:
-                numeros.add(v.reference_facture)
-            elif v.canal == "buraliste" and v.reference_facture and v.reference_facture.isdigit():
-                dettes.add(int(v.reference_facture))  # le numéro de dette est l'identifiant de la facture
+            cle = _facture_designee(v.canal, v.reference_facture)
+            if isinstance(cle, int):
+                dettes.add(cle)
+            elif cle is not None:
+                numeros.add(cle)
             elif v.canal == "payfip" and v.reference_facture:
                 refdets.add(v.reference_facture)
             elif v.canal == "virement":
                 jetons = set(_JETON.findall(str(v.details.get("texte") or "")))
                 numeros |= jetons
                 refdets |= jetons
-        self.memoire.charger(ids=dettes, numeros=numeros, refdets=refdets)
+        self.memoire.charger(ids=dettes, numeros=numeros, refdets=refdets, prelues=self.prelues)
 
     # --- Décisions ------------------------------------------------------------------------------
 

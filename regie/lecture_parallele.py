@@ -37,7 +37,8 @@ def en_parallele(produire: Callable[[], Iterator[T]], *, parallele: bool = True,
         return
     contexte = multiprocessing.get_context("fork")
     lecture, ecriture = contexte.Pipe(duplex=False)
-    enfant = contexte.Process(target=_enfant, args=(produire, ecriture), name="regie-lecture", daemon=True)
+    enfant = contexte.Process(target=_enfant, args=(produire, ecriture, lecture), name="regie-lecture",
+                              daemon=True)
     enfant.start()
     ecriture.close()
     recus: queue.Queue[Any] = queue.Queue(maxsize=avance)
@@ -89,7 +90,10 @@ def _recevoir(lecture: Connection, recus: queue.Queue[Any], arret: threading.Eve
             return
 
 
-def _enfant(produire: Callable[[], Iterator[Any]], ecriture: Connection) -> None:
+def _enfant(produire: Callable[[], Iterator[Any]], ecriture: Connection, lecture: Connection) -> None:
+    # Le bout de lecture hérité du parent, fermé : si le parent meurt, écrire échoue (tube rompu) et
+    # l'enfant s'arrête, au lieu d'attendre sans fin qu'on lise un tube plein.
+    lecture.close()
     try:
         for element in produire():
             ecriture.send(("lot", element))

@@ -17,7 +17,7 @@ from regie.lecture_parallele import LectureInterrompue, en_parallele
 from regie.registre.modeles import Facture
 from regie.services.etat import etat
 from regie.services.factures import importer_fichier_factures
-from tests.test_factures_import import FACTURE, compter, ecrire, facture
+from tests.test_factures_import import FACTURE, compter, ecrire, facture, verifier_invariants
 
 
 def _nombres(n: int) -> Iterator[list[int]]:
@@ -144,6 +144,40 @@ def test_des_paiements_lus_en_parallele_donnent_le_meme_registre_qu_en_ligne(app
     assert statuts["RC-1/99"] == ("en_anomalie", "REFERENCE_INCONNUE")
 
 
+def test_les_factures_lues_d_avance_donnent_les_memes_decisions(app: Application, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Un gros fichier fait lire les factures des lots à venir par un second processus, hors de la transaction :
+    une facture que la transaction a déjà changée doit être relue par elle, une absente le rester."""
+    from regie.services.paiements import importer_fichier_paiements
+    from tests.test_rapprochement_a_l_import import _photo, _vider
+
+    monkeypatch.setattr("rapprochement.moteur.TAILLE_LOT", 3)  # des lots de trois : beaucoup de lots
+    factures = [facture(f"F01-26-05-{i:07d}") for i in range(1, 13)]
+    # Chaque facture payée en deux fois, par deux chèques de lots différents (le second, d'un autre tireur que le
+    # payeur, voit l'état laissé par le premier, que la base validée ne dit pas), et des références inconnues.
+    avant = _cheques([f"RC-0;{i};MARTIN CLAIRE;CCM;10.00;F01-26-05-99{i:05d};2026-05-14" for i in range(1, 5)])
+    cheques = _cheques([f"RC-1;{i:02d};MARTIN CLAIRE;CCM;40.00;F01-26-05-{i:07d};2026-05-15" for i in range(1, 13)]
+                       + [f"RC-2;{i:02d};DURAND PAUL;CCM;37.00;F01-26-05-{i:07d};2026-05-16" for i in range(1, 13)]
+                       + [f"RC-2;9{i};MARTIN CLAIRE;CCM;77.00;X{i};2026-05-16" for i in range(1, 5)])
+    photos = []
+    for parallele in (False, True):
+        importer_fichier_factures(app, ecrire(tmp_path, f"f{parallele}.jsonl", factures))
+        (tmp_path / "avant.csv").write_bytes(avant)
+        importer_fichier_paiements(app, "cheque", tmp_path / "avant.csv")
+        chemin = tmp_path / f"cheques{parallele}.csv"
+        chemin.write_bytes(cheques)
+        assert importer_fichier_paiements(app, "cheque", chemin, parallele=parallele).importes == 28
+        photos.append(_photo(app))
+        verifier_invariants(app)
+        _vider(app)
+    assert photos[0] == photos[1]
+    statuts = {r: (s, a, m) for c, r, s, a, m, *_ in photos[1]["paiements"]}
+    assert statuts["RC-1/01"] == ("affecte", None, 4000)
+    assert statuts["RC-2/01"] == ("affecte", None, 3700)  # le reste exact, lu après le premier chèque
+    assert statuts["RC-2/91"][:2] == ("en_anomalie", "REFERENCE_INCONNUE")
+    assert statuts["RC-0/1"][:2] == ("en_anomalie", "REFERENCE_INCONNUE")
+
+
 def test_un_fichier_de_paiements_refuse_en_parallele_dit_les_memes_erreurs(app: Application,
                                                                           tmp_path: Path) -> None:
     from regie.registre.modeles import Paiement
@@ -162,3 +196,40 @@ def test_un_fichier_de_paiements_refuse_en_parallele_dit_les_memes_erreurs(app: 
     assert erreurs[0] == erreurs[1]
     assert len(erreurs[1]) == 3
     assert compter(app, Paiement) == 0
+
+
+_PARENT_TUE = """
+import os, signal, sys
+from regie.lecture_parallele import en_parallele
+
+def produire():
+    while True:
+        yield os.getpid()
+
+flux = en_parallele(produire, avance=2)
+print(next(flux), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_un_parent_tue_n_abandonne_pas_son_enfant_de_lecture(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    sortie = subprocess.run([sys.executable, "-c", _PARENT_TUE], check=False, capture_output=True, text=True,
+                            timeout=20)
+    assert sortie.returncode == -signal.SIGKILL
+    enfant = int(sortie.stdout.split()[0])
+    # Son tube rompu, l'enfant s'arrête (il ne reste au plus qu'un zombie que personne n'a encore attendu).
+    fin = time.monotonic() + 10
+    while time.monotonic() < fin and _vivant(enfant):
+        time.sleep(0.05)
+    assert not _vivant(enfant)
+
+
+def _vivant(pid: int) -> bool:
+    try:
+        etat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return etat not in ("Z", "X")

@@ -447,7 +447,9 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
             nb_enregistrements=comptes.nouveaux, nb_ignores=comptes.ignores))
         if differes:
             points_de_crash.point("avant_rapprochement_a_l_import")
-            rapprocher_a_l_import(conn, differes)
+            # Un gros fichier : les factures des lots à venir lues d'avance, par un second processus.
+            gros = parallele if parallele is not None else chemin.stat().st_size >= SEUIL_PARALLELE
+            rapprocher_a_l_import(conn, differes, lire_d_avance=gros)
         return comptes
 
     rapport, comptes = importer_une_fois(app, chemin, canal, origine, faire, RapportImport(chemin.name, canal))
