@@ -442,14 +442,17 @@ def _lire_d_avance(url: str, cles: list[tuple[list[int], list[str]]]) -> Iterato
     écarte celles qu'elle a changées (`_Memoire.modifiees`), relues par la transaction elle-même.
     """
     moteur = creer_moteur(url, lecture=True)
-    with moteur.connect() as conn:
-        for ids, numeros in cles:
-            rangees: list[tuple[Any, ...]] = []
-            for colonne, valeurs in (("f.id", ids), ("f.numero", numeros)):
-                if valeurs:
-                    rangees += lire_par_cles(conn, f"SELECT {_COLONNES_FACTURE} {_FROM_FACTURE} "
-                                                   f"WHERE {colonne} {{cles}}", valeurs)
-            yield _ENCODEUR_PRELUES.encode(rangees)
+    try:
+        with moteur.connect() as conn:
+            for ids, numeros in cles:
+                rangees: list[tuple[Any, ...]] = []
+                for colonne, valeurs in (("f.id", ids), ("f.numero", numeros)):
+                    if valeurs:
+                        rangees += lire_par_cles(conn, f"SELECT {_COLONNES_FACTURE} {_FROM_FACTURE} "
+                                                       f"WHERE {colonne} {{cles}}", valeurs)
+                yield _ENCODEUR_PRELUES.encode(rangees)
+    finally:
+        moteur.dispose()  # la connexion fermée proprement (le processus sort sans finaliseurs)
 
 
 # Un paiement d'un lot : sa vue, son statut, son anomalie ouverte (pour une relance).
