@@ -13,7 +13,9 @@ Pour le débit (un million de paiements par nuit chez les plus grandes collectiv
 - les écritures d'un lot partent dans un second fil (`_Ecrivain`) pendant que le lot suivant se décide :
   la base les exécute sans le verrou de Python. Le lot suivant ne lit de la base que ce que ces
   écritures ne changent pas (les factures qu'elles touchent restent en mémoire) ; ses suggestions, qui
-  lisent les restes dus, attendent qu'elles soient faites.
+  lisent les restes dus, attendent qu'elles soient faites ;
+- pour un gros fichier, un second processus lit d'avance les factures que désignent les lots à venir
+  (`_lire_d_avance`) ; celles que la transaction a déjà changées sont relues par elle.
 """
 
 from __future__ import annotations
