@@ -36,7 +36,7 @@ from regie.registre.modeles import (
     Paiement,
     Remboursement,
 )
-from regie.registre.moteur import ATTENTE_VERROU_MS
+from regie.registre.moteur import attente_du_verrou
 from regie.registre.types import maintenant
 from regie.services.compte import NATURE_PAIEMENT, libelle_paiement
 
@@ -67,28 +67,19 @@ def _transaction(app: Application) -> Iterator[Connection]:
     `ATTENTE_DU_MOTEUR_S`, la décision est refusée avec un message clair plutôt que de faire attendre la page.
     """
     attente_ms = int(ATTENTE_DU_MOTEUR_S * 1000)
-    with app.moteur.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        pilote = conn.connection.driver_connection
-        assert pilote is not None
-        if sqlite:
-            pilote.execute(f"PRAGMA busy_timeout={attente_ms}")  # par le pilote : pas de BEGIN avant
+    with app.moteur.connect() as conn, attente_du_verrou(conn, attente_ms):
         try:
-            try:
-                transaction = conn.begin()
-                if not sqlite:
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{attente_ms}ms'")
-                    verrouiller(conn)
-            except OperationalError as exc:
-                if not _verrou_occupe(exc):
-                    raise
-                raise DecisionRefusee("RAPPROCHEMENT_EN_COURS", "Un import ou un rapprochement est en cours : la "
-                                      "décision n'a pas été enregistrée ; réessayez dans un instant.") from None
-            with transaction:
-                yield conn
-        finally:
-            if sqlite:
-                pilote.execute(f"PRAGMA busy_timeout={ATTENTE_VERROU_MS}")
+            transaction = conn.begin()
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{attente_ms}ms'")
+                verrouiller(conn)
+        except OperationalError as exc:
+            if not _verrou_occupe(exc):
+                raise
+            raise DecisionRefusee("RAPPROCHEMENT_EN_COURS", "Un import ou un rapprochement est en cours : la "
+                                  "décision n'a pas été enregistrée ; réessayez dans un instant.") from None
+        with transaction:
+            yield conn
 
 
 def _verrou_occupe(exc: OperationalError) -> bool:

@@ -26,7 +26,7 @@ import os
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -371,18 +371,17 @@ def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement],
             + [(r, c, ref, i, None) for r, c, ref, i in anciens], key=_cle_d_ordre)
 
         morceaux = [ordre[debut:debut + taille_lot] for debut in range(0, len(ordre), taille_lot)]
-        cles: list[tuple[list[int], list[str]]] = []
-        prelues: Iterator[bytes] = iter(())
+        cles: Iterator[tuple[list[int], list[str]]] | None = None
+        prelues: Generator[bytes, None, None] | None = None
         if lire_d_avance and len(morceaux) > 1:
             url = conn.engine.url.render_as_string(hide_password=False)
-            cles = [_cles_designees(t[4] for t in morceau if t[4] is not None) for morceau in morceaux]
-            prelues = en_parallele(functools.partial(_lire_d_avance, url, cles))
-        rangs = iter(range(len(morceaux)))
+            par_lot = [_cles_designees(t[4] for t in morceau if t[4] is not None) for morceau in morceaux]
+            prelues = en_parallele(functools.partial(_lire_d_avance, url, par_lot))
+            cles = iter(par_lot)
 
         def elements(lot: _Lot, morceau: list[tuple[Any, ...]]) -> list[Element]:
-            rang = next(rangs)
-            if cles:
-                lot.prelues = (_DECODEUR_PRELUES.decode(next(prelues)), *cles[rang])
+            if prelues is not None and cles is not None:  # un lot après l'autre, comme la lecture d'avance
+                lot.prelues = (_DECODEUR_PRELUES.decode(next(prelues)), *next(cles))
             a_relire = [t[3] for t in morceau if t[4] is None]
             relus = {v.id: (v, s, a) for v, s, a in lot.relire(a_relire)} if a_relire else {}
             resultat: list[Element] = []
@@ -398,7 +397,8 @@ def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement],
             _enchainer(memoire, bilan, ecrivain, morceaux, elements,
                        lambda _rang, morceau: progression.avancer(len(morceau)))
         finally:
-            getattr(prelues, "close", lambda: None)()  # arrête le processus de lecture s'il lit encore
+            if prelues is not None:
+                prelues.close()  # arrête le processus de lecture s'il lit encore
     progression.terminer()
     log.info("rapprochement_termine", examines=bilan.examines, affectes=bilan.affectes, confirmes=bilan.confirmes,
              anomalies=bilan.anomalies, a_l_import=True)
@@ -420,7 +420,8 @@ def _facture_designee(canal: str, reference_facture: str | None) -> int | str | 
     return None
 
 
-def _cles_designees(paiements: Iterable[NouveauPaiement]) -> tuple[list[int], list[str]]:
+def _cles_designees(paiements: Iterable[NouveauPaiement | PaiementVue]) -> tuple[list[int], list[str]]:
+    """Les identifiants et numéros des factures que désignent des paiements (`_facture_designee`)."""
     ids: set[int] = set()
     numeros: set[str] = set()
     for p in paiements:
@@ -828,16 +829,11 @@ class _Lot:
         self.memoire.ecrites(self.factures[i] for i in self.factures_modifiees)
 
     def _precharger(self, vues: list[PaiementVue]) -> None:
-        numeros: set[str] = set()
-        dettes: set[int] = set()
+        dettes, designes = _cles_designees(vues)
+        numeros = set(designes)
         refdets: set[str] = set()
         for v in vues:
-            cle = _facture_designee(v.canal, v.reference_facture)
-            if isinstance(cle, int):
-                dettes.add(cle)
-            elif cle is not None:
-                numeros.add(cle)
-            elif v.canal == "payfip" and v.reference_facture:
+            if v.canal == "payfip" and v.reference_facture:
                 refdets.add(v.reference_facture)
             elif v.canal == "virement":
                 jetons = set(_JETON.findall(str(v.details.get("texte") or "")))

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
@@ -26,7 +26,8 @@ class LectureInterrompue(RuntimeError):
     """Le processus de lecture s'est arrêté sans finir (tué, mémoire épuisée)."""
 
 
-def en_parallele(produire: Callable[[], Iterator[T]], *, parallele: bool = True, avance: int = 8) -> Iterator[T]:
+def en_parallele(produire: Callable[[], Iterator[T]], *, parallele: bool = True,
+                 avance: int = 8) -> Generator[T, None, None]:
     """Les éléments de `produire()`, calculés dans un processus enfant si `parallele`.
 
     Une exception de l'enfant est relevée ici, telle quelle si elle se transmet ; quitter la boucle

@@ -120,20 +120,31 @@ def ecriture_sans_attendre(moteur: Engine) -> Iterator[Connection | None]:
         with moteur.begin() as conn:
             yield conn
         return
-    with moteur.connect() as conn:
-        pilote = conn.connection.driver_connection
-        assert pilote is not None
-        pilote.execute("PRAGMA busy_timeout=0")  # par le pilote : pas de BEGIN avant
+    with moteur.connect() as conn, attente_du_verrou(conn, 0):
         try:
-            try:
-                transaction = conn.begin()
-            except OperationalError:  # « database is locked » : un écrivain tient le verrou
-                yield None
-                return
-            with transaction:
-                yield conn
-        finally:
-            pilote.execute(f"PRAGMA busy_timeout={ATTENTE_VERROU_MS}")
+            transaction = conn.begin()
+        except OperationalError:  # « database is locked » : un écrivain tient le verrou
+            yield None
+            return
+        with transaction:
+            yield conn
+
+
+@contextmanager
+def attente_du_verrou(conn: Connection, attente_ms: int) -> Iterator[None]:
+    """SQLite : ce qu'attend le verrou d'écriture la transaction que `conn` va ouvrir, puis l'attente ordinaire.
+
+    Réglé par le pilote, hors transaction (avant BEGIN) ; sans effet sous PostgreSQL.
+    """
+    pilote = conn.connection.driver_connection
+    if conn.dialect.name != "sqlite" or pilote is None:
+        yield
+        return
+    pilote.execute(f"PRAGMA busy_timeout={attente_ms}")
+    try:
+        yield
+    finally:
+        pilote.execute(f"PRAGMA busy_timeout={ATTENTE_VERROU_MS}")
 
 
 @contextmanager
