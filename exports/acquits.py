@@ -15,7 +15,6 @@ import structlog
 from lxml import etree
 
 from connecteurs.pes_retour import (
-    a_un_doctype,
     analyseur_sur,
     chemin_enfant,
     enfants,
@@ -127,9 +126,6 @@ def _analyser(contenu: bytes, erreurs: CollecteurErreurs) -> etree._Element | No
         arbre = etree.ElementTree(etree.fromstring(contenu, analyseur_sur()))
     except (etree.LxmlError, ValueError, LookupError) as exc:
         erreur_syntaxe(exc, erreurs)
-        return None
-    if a_un_doctype(arbre.getroot()):
-        erreurs.ajouter(1, None, "déclaration DOCTYPE interdite dans un fichier PES")
         return None
     racine = arbre.getroot()
     if nom_local(racine) != "PES_ACQUIT":

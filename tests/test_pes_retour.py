@@ -239,6 +239,13 @@ def test_une_entite_externe_ou_une_dtd_est_refusee_sans_etre_lue() -> None:
     contenu = (b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
                b'<!DOCTYPE n:PES_Retour [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' + corps)
     assert any("DOCTYPE" in r for _, _, r in refus(contenu))
+    # Derrière un commentaire et une instruction, toujours dans le prologue : refusée aussi, à sa ligne.
+    contenu = (b'<?xml version="1.0" encoding="ISO-8859-1"?>\n<!-- retour -->\n<?pi x?>\n'
+               b'<!DOCTYPE n:PES_Retour [<!ENTITY xxe "x">]>' + corps)
+    with pytest.raises(FichierRefuse) as exc:
+        lire_pes_retour(contenu, "RET.xml")
+    assert [(e.ligne, e.raison) for e in exc.value.erreurs] == [
+        (4, "déclaration DOCTYPE interdite dans un fichier PES")]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

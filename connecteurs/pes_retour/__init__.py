@@ -35,8 +35,20 @@ def analyseur_sur() -> etree.XMLParser:
     return etree.XMLParser(**OPTIONS_ANALYSEUR)
 
 
+# Le prologue XML (déclaration, blancs, commentaires, instructions) suivi d'une déclaration de type.
+_DOCTYPE = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->)*<!DOCTYPE", re.DOTALL)
+
+
 def verifier_encodage(contenu: bytes, erreurs: CollecteurErreurs) -> bool:
-    """PES est déclaré ISO-8859-1 ; on accepte aussi UTF-8 (déclaré ou par défaut), rien d'autre."""
+    """PES est déclaré ISO-8859-1 ; on accepte aussi UTF-8 (déclaré ou par défaut), rien d'autre.
+
+    Une DTD (même interne) n'a rien à faire dans un fichier PES : refusée avant toute analyse, plutôt
+    que d'interpréter ses entités (selon sa version, libxml2 s'arrête déjà sur leur usage).
+    """
+    m = _DOCTYPE.match(contenu)
+    if m is not None:
+        erreurs.ajouter(contenu.count(b"\n", 0, m.end()) + 1, None, "déclaration DOCTYPE interdite dans un fichier PES")
+        return False
     if contenu.startswith((b"\xff\xfe", b"\xfe\xff")):
         erreurs.ajouter(1, "encoding", "fichier en UTF-16 : un fichier PES est en ISO-8859-1 (ou UTF-8)")
         return False
@@ -65,12 +77,6 @@ def numero_ligne(element: etree._Element) -> int | None:
     """Le numéro de ligne d'un élément dans le fichier, s'il est connu."""
     numero = getattr(element, "sourceline", None)
     return numero if isinstance(numero, int) else None
-
-
-def a_un_doctype(element: etree._Element) -> bool:
-    """Une DTD (même interne) n'a rien à faire dans un fichier PES : on refuse plutôt que d'interpréter."""
-    docinfo = element.getroottree().docinfo
-    return bool(getattr(docinfo, "doctype", "")) or getattr(docinfo, "internalDTD", None) is not None
 
 
 def nom_local(element: etree._Element) -> str:

@@ -27,7 +27,6 @@ from pydantic import ValidationError
 from connecteurs.modeles import PaiementRecu
 from connecteurs.pes_retour import (
     OPTIONS_ANALYSEUR,
-    a_un_doctype,
     enfants,
     erreur_syntaxe,
     espace_de_noms,
@@ -193,9 +192,6 @@ def _dans_recette(pile: list[str]) -> bool:
 
 
 def _racine_valide(racine: etree._Element, erreurs: CollecteurErreurs) -> bool:
-    if a_un_doctype(racine):
-        erreurs.ajouter(numero_ligne(racine), None, "déclaration DOCTYPE interdite dans un fichier PES")
-        return False
     nom = nom_local(racine)
     if nom != "PES_Retour":
         precision = " (c'est un fichier que nous envoyons, pas un retour)" if nom == "PES_Aller" else ""
