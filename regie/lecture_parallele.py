@@ -10,6 +10,8 @@ et la mémoire reste bornée quelle que soit la taille du fichier.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import multiprocessing
 import os
 import queue
@@ -36,19 +38,44 @@ def en_parallele(produire: Callable[[], Iterator[T]], *, parallele: bool = True,
     if not parallele:
         yield from produire()
         return
+    yield from _entrelacer([produire], avance)
+
+
+def en_parallele_entrelace(produire: Callable[[int, int], Iterator[T]], *, processus: int = 2,
+                           avance: int = 4) -> Generator[T, None, None]:
+    """Les éléments de plusieurs processus, pris à tour de rôle : `produire(rang, processus)` donne les éléments
+    de rang, rang + processus, rang + 2 × processus… ; le premier processus qui n'a plus rien à son tour
+    termine la suite. Quand un seul processus de lecture ne suffit plus à celui qui écrit.
+    """
+    yield from _entrelacer([functools.partial(produire, rang, processus) for rang in range(processus)], avance)
+
+
+def _entrelacer(producteurs: list[Callable[[], Iterator[T]]], avance: int) -> Generator[T, None, None]:
     contexte = multiprocessing.get_context("fork")
-    lecture, ecriture = contexte.Pipe(duplex=False)
-    enfant = contexte.Process(target=_enfant, args=(produire, ecriture, lecture), name="regie-lecture",
-                              daemon=True)
-    enfant.start()
-    ecriture.close()
-    recus: queue.Queue[Any] = queue.Queue(maxsize=avance)
+    enfants: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    recus: list[queue.Queue[Any]] = []
+    fils: list[threading.Thread] = []
     arret = threading.Event()
-    fil = threading.Thread(target=_recevoir, args=(lecture, recus, arret, enfant), name="regie-reception",
-                           daemon=True)
-    fil.start()
     try:
-        while (message := recus.get()) is not _FIN:
+        # Tous les enfants d'abord, les fils de réception ensuite : un fork ne copie jamais un fil en cours.
+        for produire in producteurs:
+            lecture, ecriture = contexte.Pipe(duplex=False)
+            processus = contexte.Process(target=_enfant, args=(produire, ecriture, lecture), name="regie-lecture",
+                                         daemon=True)
+            processus.start()
+            ecriture.close()
+            enfants.append((processus, lecture))
+        for enfant, lecture in enfants:
+            file: queue.Queue[Any] = queue.Queue(maxsize=avance)
+            fil = threading.Thread(target=_recevoir, args=(lecture, file, arret, enfant), name="regie-reception",
+                                   daemon=True)
+            fil.start()
+            recus.append(file)
+            fils.append(fil)
+        for file in itertools.cycle(recus):
+            message = file.get()
+            if message is _FIN:
+                return
             genre, valeur = message
             if genre == "lot":
                 yield valeur
@@ -56,11 +83,14 @@ def en_parallele(produire: Callable[[], Iterator[T]], *, parallele: bool = True,
                 raise valeur
     finally:
         arret.set()
-        if enfant.is_alive():
-            enfant.terminate()
-        fil.join()
-        enfant.join()
-        lecture.close()
+        for enfant, _ in enfants:
+            if enfant.is_alive():
+                enfant.terminate()
+        for fil in fils:
+            fil.join()
+        for enfant, lecture in enfants:
+            enfant.join()
+            lecture.close()
 
 
 def _recevoir(lecture: Connection, recus: queue.Queue[Any], arret: threading.Event,

@@ -233,3 +233,82 @@ def _vivant(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return etat not in ("Z", "X")
+
+
+def _par_rang(rang: int, processus: int) -> Iterator[tuple[int, int]]:
+    # 11 éléments répartis entre les processus : le rang k rend k, k + processus…
+    for i in range(rang, 11, processus):
+        yield i, os.getpid()
+
+
+def _panne_au_rang_1(rang: int, processus: int) -> Iterator[int]:
+    yield rang
+    if rang == 1:
+        raise Panne("rang 1")
+    yield rang + processus
+
+
+def test_plusieurs_processus_a_tour_de_role_rendent_tout_dans_l_ordre() -> None:
+    from regie.lecture_parallele import en_parallele_entrelace
+
+    for processus in (2, 3):
+        recus = list(en_parallele_entrelace(_par_rang, processus=processus, avance=2))
+        assert [i for i, _ in recus] == list(range(11))
+        assert len({pid for _, pid in recus}) == processus and os.getpid() not in {pid for _, pid in recus}
+    with pytest.raises(Panne, match="rang 1"):
+        list(en_parallele_entrelace(_panne_au_rang_1))
+    flux = en_parallele_entrelace(lambda rang, processus: _sans_fin(), avance=1)
+    assert [next(flux) for _ in range(4)] == [1, 1, 2, 2]
+    flux.close()
+    time.sleep(0.1)
+    import multiprocessing
+
+    assert multiprocessing.active_children() == []
+
+
+def test_un_gros_fichier_mis_en_copie_par_deux_processus_donne_le_meme_registre(
+        app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sous PostgreSQL, deux processus mettent les lots au format de COPY à tour de rôle ; les dossiers qu'ils ne
+    connaissent pas sont réécrits à leur place. Même registre qu'une lecture en ligne : identifiants des factures
+    (l'ordre du fichier), dossiers de chaque facture, états, avoir ; des lignes vides remplissent un lot entier.
+    (Les dossiers nouveaux sont numérotés lot par lot : les lots de la lecture en ligne comptent des factures,
+    ceux de la copie des lignes.)"""
+    from sqlalchemy import select
+
+    from regie.registre.modeles import Dossier, EtatFacture
+    from tests.test_rapprochement_a_l_import import _vider
+
+    monkeypatch.setattr("regie.services.factures.TAILLE_LOT", 4)
+    avant = [facture("F01-26-04-0000001", dossier="D000002")]
+    objets = [facture(f"F01-26-05-{i:07d}", dossier=f"D{i % 7:06d}") for i in range(1, 24)]
+    lignes = [json.dumps(o, ensure_ascii=False) for o in objets]
+    lignes[9:9] = ["", "  ", "", ""]  # un lot de quatre lignes vides
+    lignes.insert(20, json.dumps({"type": "avoir", "numero": "A-2026-0001", "facture": "F01-26-05-0000003",
+                                  "emise_le": "2026-05-10", "montant": "7.00", "motif": "Absence"}))
+    photos = []
+    for parallele in (False, True):
+        importer_fichier_factures(app, ecrire(tmp_path, f"avant{parallele}.jsonl", avant))
+        chemin = tmp_path / f"gros{parallele}.jsonl"
+        chemin.write_text("\n".join(lignes) + "\n", encoding="utf-8")
+        rapport = importer_fichier_factures(app, chemin, parallele=parallele)
+        assert (rapport.importes, rapport.comptes) == (24, {"factures": 23, "avoirs": 1})
+        with app.moteur.connect() as c:
+            photos.append((
+                c.execute(select(Facture.id, Facture.numero, Dossier.numero, Facture.empreinte,
+                                 EtatFacture.statut, EtatFacture.paye, EtatFacture.avoirs)
+                          .join(Dossier, Dossier.id == Facture.dossier_id)
+                          .join(EtatFacture, EtatFacture.facture_id == Facture.id).order_by(Facture.id)).all(),
+                sorted(c.execute(select(Dossier.numero)).scalars()), etat(app)))
+        verifier_invariants(app)
+        _vider(app)
+    assert photos[0] == photos[1]
+    assert [i for i, *_ in photos[1][0]] == list(range(1, 25))
+    assert photos[1][1] == [f"D{i:06d}" for i in range(7)]
+
+
+def test_un_gros_fichier_sans_rien_a_importer_est_refuse_comme_en_ligne(app: Application, tmp_path: Path) -> None:
+    chemin = tmp_path / "blanc.jsonl"
+    chemin.write_text("\n  \n\n", encoding="utf-8")
+    with pytest.raises(FichierRefuse) as exc:
+        importer_fichier_factures(app, chemin, parallele=True)
+    assert [str(e) for e in exc.value.erreurs] == ["blanc.jsonl: fichier vide : aucune facture ni aucun avoir"]

@@ -95,3 +95,23 @@ def test_une_base_d_avant_la_cle_du_payeur_dans_l_etat_monte_et_trouve_la_famill
     assert sc.paiement("cheque", "RC-4/4")["affectations"] == [{"facture": "F01-26-05-0000911", "montant": "10.00"}]
     assert sc.facture("F01-26-05-0000910")["statut"] == "partiellement_payee"
     app.moteur.dispose()
+
+
+def test_les_numeros_et_references_se_comparent_octet_par_octet(url_vierge: str) -> None:
+    """Sous PostgreSQL, la collation « C » que déclarent les modèles (Alembic ne compare pas les collations) : les
+    numéros se trient comme sous SQLite, quelle que soit la langue de la base."""
+    _migrer(url_vierge, "head")
+    moteur = creer_moteur(url_vierge)
+    with moteur.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            collations = dict(((t, c), k) for t, c, k in conn.execute(text(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema()")))
+            attendues = {(t.name, c.name): c.type.dialect_impl(conn.dialect).collation
+                         for t in Base.metadata.sorted_tables for c in t.columns
+                         if getattr(c.type.dialect_impl(conn.dialect), "collation", None)}
+            assert attendues and all(collations[cle] == k for cle, k in attendues.items())
+        conn.execute(text("INSERT INTO dossier (numero, cree_le) VALUES ('D-b', '2026-12-03'), ('D-B', '2026-12-03'), "
+                          "('D-a', '2026-12-03')"))
+        assert [n for n, in conn.execute(text("SELECT numero FROM dossier ORDER BY numero"))] == ["D-B", "D-a", "D-b"]
+    moteur.dispose()

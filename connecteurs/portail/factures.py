@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -169,14 +169,14 @@ _T20 = Annotated[str, Meta(min_length=1, max_length=20)]
 _T100 = Annotated[str, Meta(min_length=1, max_length=100)]
 _T200 = Annotated[str, Meta(min_length=1, max_length=200)]
 _MAX200 = Annotated[str, Meta(max_length=200)]
-class _AdresseM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class _AdresseM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
     ligne1: _T200
     ligne2: _MAX200 | None = None
     code_postal: str
     ville: _T100
 
 
-class _PayeurM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class _PayeurM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
     civilite: Literal["M", "MME"]  # les autres valeurs repassent par la voie lente, qui dit pourquoi
     nom: _T100
     prenom: _T100
@@ -184,7 +184,7 @@ class _PayeurM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     adresse: _AdresseM
 
 
-class _LigneM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class _LigneM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
     prestation: _T20
     libelle: _T200
     enfant: _MAX200 | None = None
@@ -195,7 +195,7 @@ class _LigneM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     montant: str
 
 
-class _FactureM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="type", tag="facture"):
+class _FactureM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False, tag_field="type", tag="facture"):
     numero: str
     regie: _T20
     dossier: _T20
@@ -207,7 +207,7 @@ class _FactureM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_fi
     montant: str
 
 
-class _AvoirM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="type", tag="avoir"):
+class _AvoirM(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False, tag_field="type", tag="avoir"):
     numero: str
     facture: str
     emise_le: str
@@ -519,13 +519,18 @@ class _LecteurRapide:
 def lire_jsonl(flux: IO[bytes], nom_fichier: str, ref: Referentiel,
                erreurs: CollecteurErreurs) -> Iterator[FactureLue | AvoirLu]:
     """Lit un fichier JSON Lines, en flux ; les erreurs s'accumulent dans `erreurs`."""
+    return lire_lignes_jsonl(enumerate(flux, 1), ref, erreurs)
+
+
+def lire_lignes_jsonl(lignes: Iterable[tuple[int, bytes]], ref: Referentiel, erreurs: CollecteurErreurs, *,
+                      vide_refuse: bool = True) -> Iterator[FactureLue | AvoirLu]:
+    """Les lignes numérotées d'un fichier JSON Lines (toutes, ou une partie : `vide_refuse` faux, ne rien y
+    trouver n'est pas une erreur)."""
     rapide = _LecteurRapide(ref)
-    premiere = True
     vide = True
-    for numero, brute in enumerate(flux, 1):
-        if premiere and brute.startswith(b"\xef\xbb\xbf"):
+    for numero, brute in lignes:
+        if numero == 1 and brute.startswith(b"\xef\xbb\xbf"):
             brute = brute[3:]
-        premiere = False
         if not brute.strip():
             continue
         vide = False
@@ -542,5 +547,5 @@ def lire_jsonl(flux: IO[bytes], nom_fichier: str, ref: Referentiel,
             lu = lire_objet(brute, numero, ref, erreurs)
         if lu is not None:
             yield lu
-    if vide:
+    if vide and vide_refuse:
         erreurs.ajouter(None, None, "fichier vide : aucune facture ni aucun avoir")

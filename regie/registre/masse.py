@@ -6,6 +6,7 @@ Pour les imports d'un million de lignes : pas de compilation ni d'objet par lign
 from __future__ import annotations
 
 import gc
+import struct
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -184,6 +185,45 @@ def _copier(curseur: Any, e: Ecriture) -> None:
             copie.set_types(e.types_binaires)
         for t in e.parametres:
             copie.write_row(t)
+
+
+def copie_binaire(e: Ecriture) -> tuple[bytearray, list[int]]:
+    """Les rangées d'une copie binaire (`preparer_insertion`, PostgreSQL) au format de COPY, sans connexion : un
+    autre processus les envoie telles quelles (`copier_tel_quel`). Avec, pour chaque rangée, la place (en
+    octets) de la valeur de sa première colonne, un entier de 4 octets qu'il peut réécrire (`reecrire_entiers`).
+
+    La mise au format est celle de psycopg (en C), prise dans son module interne : `test_copie_binaire` dit si
+    une version de psycopg la change.
+    """
+    from psycopg import adapt, adapters, pq
+    from psycopg._copy_base import _binary_signature, _binary_trailer, format_row_binary
+
+    assert e.copie and e.types_binaires is not None and e.types_binaires[0] == "int4"
+    tx = adapt.Transformer()
+    tx.set_dumper_types([adapters.types.get_oid(t) for t in e.types_binaires], pq.Format.BINARY)
+    donnees = bytearray(_binary_signature)
+    places = []
+    for rangee in e.parametres:
+        places.append(len(donnees) + 6)  # le nombre de champs (2 octets), la longueur (4), puis la valeur
+        format_row_binary(rangee, tx, donnees)
+    donnees += _binary_trailer
+    return donnees, places
+
+
+_ENTIER = struct.Struct(">i")
+
+
+def reecrire_entiers(donnees: bytearray, places: Iterable[int], valeurs: Iterable[int]) -> None:
+    """Dans les données d'une copie binaire, chaque entier de 4 octets à sa place remplacé par sa valeur."""
+    ecrire = _ENTIER.pack_into
+    for place, valeur in zip(places, valeurs, strict=True):
+        ecrire(donnees, place, valeur)
+
+
+def copier_tel_quel(conn: Connection, sql: str, donnees: bytes | bytearray) -> None:
+    """Un COPY … FROM STDIN (FORMAT BINARY) dont les données sont déjà au format (`copie_binaire`)."""
+    with curseur_du_pilote(conn) as curseur, curseur.copy(sql) as copie:
+        copie.write(donnees)
 
 
 def _type_binaire(colonne: Any) -> str | None:

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, synonym
 
 from regie.registre.lignes import JsonCompact, LigneFacture, LignesJson
-from regie.registre.types import InstantUTC, Json, maintenant
+from regie.registre.types import InstantUTC, Json, identifiant, maintenant
 
 CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -126,7 +126,7 @@ class FichierExporte(Base):
 class Dossier(Base):
     __tablename__ = "dossier"
     id: Mapped[int] = mapped_column(primary_key=True)
-    numero: Mapped[str] = mapped_column(String(20), unique=True)
+    numero: Mapped[str] = mapped_column(identifiant(20), unique=True)
     cree_le: Mapped[datetime] = mapped_column(default=maintenant)
 
 
@@ -141,7 +141,7 @@ class Facture(Base):
     __tablename__ = "facture"
     # L'identifiant est aussi le numéro de dette (datamatrix, NumDette du titre) : unique, jamais réutilisé.
     id: Mapped[int] = mapped_column(primary_key=True)
-    numero: Mapped[str] = mapped_column(String(30), unique=True)
+    numero: Mapped[str] = mapped_column(identifiant(30), unique=True)
     regie_code: Mapped[str] = mapped_column(String(20))
     dossier_id: Mapped[int] = mapped_column(index=True)
     emise_le: Mapped[date] = mapped_column(Date)
@@ -149,7 +149,7 @@ class Facture(Base):
     echeance: Mapped[date] = mapped_column(Date)
     periode: Mapped[str] = mapped_column(String(7))
     montant: Mapped[int]
-    refdet: Mapped[str] = mapped_column(String(30), index=True)
+    refdet: Mapped[str] = mapped_column(identifiant(30), index=True)
     civilite: Mapped[str] = mapped_column(String(3))
     nom: Mapped[str] = mapped_column(String(100))
     prenom: Mapped[str] = mapped_column(String(100))
@@ -267,8 +267,8 @@ class Paiement(Base):
 
     __tablename__ = "paiement"
     id: Mapped[int] = mapped_column(primary_key=True)
-    canal: Mapped[str] = mapped_column(String(12))
-    reference: Mapped[str] = mapped_column(String(200))
+    canal: Mapped[str] = mapped_column(identifiant(12))
+    reference: Mapped[str] = mapped_column(identifiant(200))
     montant: Mapped[int]
     recu_le: Mapped[datetime]
     reference_facture: Mapped[str | None] = mapped_column(String(100))

@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 import structlog
-from sqlalchemy import Connection, Index, func, insert, literal, select, update
+from sqlalchemy import Connection, Dialect, Index, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connecteurs.cesu.titres import debut_du_jour
-from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_objet
+from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_lignes_jsonl, lire_objet
 from rapprochement.moteur import verrouiller
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import cle_payeur, repartir
 from regie.erreurs import CollecteurErreurs, ErreurLigne
-from regie.lecture_parallele import en_parallele
+from regie.lecture_parallele import en_parallele, en_parallele_entrelace
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
 from regie.registre.etats import lire_facture, porter
 from regie.registre.lignes import encoder_lignes
-from regie.registre.masse import inserer_tuples, reserver_ids, sans_ramasse_miettes, table_de, valeurs_par_cle
+from regie.registre.masse import (
+    copie_binaire,
+    copier_tel_quel,
+    inserer_tuples,
+    preparer_insertion,
+    reecrire_entiers,
+    reserver_ids,
+    sans_ramasse_miettes,
+    table_de,
+    valeurs_par_cle,
+)
 from regie.registre.modeles import (
     Avoir,
     Compteur,
@@ -56,7 +67,15 @@ COLONNES_FACTURE = ("id", "numero", "regie_code", "dossier_id", "emise_le", "ech
                     "refdet", "civilite", "nom", "prenom", "email", "adresse1", "adresse2", "code_postal", "ville",
                     "lignes", "empreinte", "payeur_cle", "fichier_id", "cree_le")
 COLONNES_ETAT = ("facture_id", "montant", "paye", "avoirs", "statut", "payeur_cle")
-LIGNES_ENCODEES = ("lignes",)  # `rangee` les encode déjà (encoder_lignes) : leur type ne les repasse pas une à une
+# `rangee` encode déjà les lignes (encoder_lignes), et l'instant de l'import est converti une fois (`converti`) :
+# leur type ne les repasse pas une à une (sous PostgreSQL, plus aucune colonne n'est alors convertie par lot).
+DEJA_CONVERTIES = ("lignes", "cree_le")
+
+
+def converti(dialecte: Dialect, colonne: str, valeur: Any) -> Any:
+    """Une valeur de `facture` sous sa forme de base, convertie par le type de sa colonne."""
+    proc = FACTURE.c[colonne].type._cached_bind_processor(dialecte)
+    return valeur if proc is None else proc(valeur)
 
 
 def prendre_numeros(conn: Connection, nom: str, n: int) -> int:
@@ -80,12 +99,7 @@ def dossiers_ids(conn: Connection, numeros: Iterable[str]) -> dict[str, int]:
 
 
 def creer_dossiers(conn: Connection, numeros: Sequence[str]) -> dict[str, int]:
-    """Des dossiers nouveaux, écrits en masse ; leurs identifiants en retour."""
-    if conn.dialect.name == "postgresql":
-        # Une instruction : la séquence numérote, RETURNING rend les identifiants.
-        return dict(conn.exec_driver_sql(
-            "INSERT INTO dossier (numero, cree_le) SELECT unnest(%s::text[]), %s RETURNING numero, id",
-            (list(numeros), maintenant())).all())
+    """Des dossiers nouveaux, écrits en masse (une copie binaire sous PostgreSQL) ; leurs identifiants en retour."""
     nouveaux = reserver_ids(conn, DOSSIER, len(numeros))
     now = maintenant()
     inserer_tuples(conn, DOSSIER, ("id", "numero", "cree_le"),
@@ -145,6 +159,99 @@ def lire_par_lots(lus: Iterable[FactureLue | AvoirLu], erreurs: CollecteurErreur
             donnees = len(erreurs.erreurs)
             factures, avoirs = [], []
     yield LotLu(_ENCODEUR_RANGEES.encode(factures), avoirs, erreurs.erreurs[donnees:])
+
+
+@dataclass(slots=True)
+class LotCopie:
+    """PostgreSQL, gros fichier : un lot déjà au format binaire de COPY, envoyé tel quel.
+
+    Les processus de lecture mettent les rangées au format ; le dossier d'une facture qu'ils ne
+    connaissent pas (nouveau, ou créé par un lot précédent) est laissé à 0 et désigné ici par sa place
+    dans les données et son numéro : le processus qui écrit l'y réécrit.
+    """
+
+    donnees: bytearray  # réécrite sur place, sans copie
+    places: bytes  # array('I') : la place (octets) de chaque dossier à réécrire
+    dossiers: list[str]  # leurs numéros, dans le même ordre
+    nombre: int
+    avoirs: list[AvoirLu]
+    erreurs: list[ErreurLigne]
+
+
+# L'ordre des colonnes de la copie : le dossier en premier, à une place fixe de chaque rangée (`copie_binaire`).
+COLONNES_COPIE = ("dossier_id", "numero", "regie_code", *COLONNES_FACTURE[4:])
+SQL_COPIE = f"COPY facture ({', '.join(COLONNES_COPIE)}) FROM STDIN (FORMAT BINARY)"
+
+
+# Un lot lu pour la copie : les factures telles que lues (`rangee_copie` les met dans l'ordre de la copie).
+LotACopier = tuple[list[FactureLue], list[AvoirLu], list[ErreurLigne]]
+
+
+def rangee_copie(f: FactureLue, dossier_id: int, fichier_id: int, cree_le: Any) -> tuple[Any, ...]:
+    """Une facture dans l'ordre de `COLONNES_COPIE`, complète : `rangee` puis le dossier et le fichier, en une fois."""
+    p = f.payeur
+    return (dossier_id, f.numero, f.regie, f.emise_le, f.echeance, f.periode, f.montant, f.refdet, p.civilite, p.nom,
+            p.prenom, p.email, p.adresse1, p.adresse2, p.code_postal, p.ville, encoder_lignes(f.lignes),
+            f.empreinte, cle_payeur(p.nom, p.prenom), fichier_id, cree_le)
+
+
+def _lots_entrelaces(flux: IO[bytes], nom: str, referentiel: Referentiel, rang: int, processus: int,
+                     taille: int) -> Iterator[LotACopier]:
+    """Les lots de lignes rang, rang + processus… (lot k : lignes k × taille + 1 à (k + 1) × taille), vides
+    compris, jusqu'à la dernière ligne du fichier : pris à tour de rôle, ils redonnent tout le fichier."""
+    lues = CollecteurErreurs(nom)
+    total = 0
+
+    def mes_lignes() -> Iterator[tuple[int, bytes]]:
+        nonlocal total
+        for total, brute in enumerate(flux, 1):
+            if (total - 1) // taille % processus == rang:
+                yield total, brute
+
+    factures: list[FactureLue] = []
+    avoirs: list[AvoirLu] = []
+    prochain = rang
+    rendues = 0
+
+    def rendre() -> LotACopier:
+        nonlocal factures, avoirs, rendues, prochain
+        lot = (factures, avoirs, lues.erreurs[rendues:])
+        factures, avoirs, rendues, prochain = [], [], len(lues.erreurs), prochain + processus
+        return lot
+
+    for lu in lire_lignes_jsonl(mes_lignes(), referentiel, lues, vide_refuse=False):
+        while (lu.ligne - 1) // taille > prochain:
+            yield rendre()
+        if isinstance(lu, AvoirLu):
+            avoirs.append(lu)
+        else:
+            factures.append(lu)
+    while prochain <= (total - 1) // taille or rendues < len(lues.erreurs):
+        yield rendre()
+
+
+def mettre_en_copie(dossiers: dict[str, int], fichier_id: int, cree_le: Any, lots: Iterable[LotACopier],
+                    dialecte: Dialect) -> Iterator[LotCopie]:
+    """Dans un processus de lecture : chaque lot au format de COPY (`copie_binaire`).
+
+    `dossiers` : ceux que l'import connaissait avant que ce processus ne naisse ; un autre est laissé à
+    0 et désigné (`LotCopie`).
+    """
+    for factures, avoirs, erreurs in lots:
+        if not factures:
+            yield LotCopie(bytearray(), b"", [], 0, avoirs, erreurs)
+            continue
+        rangees = [rangee_copie(f, dossiers.get(f.dossier, 0), fichier_id, cree_le) for f in factures]
+        (e,) = preparer_insertion(dialecte, FACTURE, COLONNES_COPIE, rangees, deja_converties=DEJA_CONVERTIES)
+        donnees, places = copie_binaire(e)
+        inconnus = [i for i, t in enumerate(rangees) if t[0] == 0]
+        yield LotCopie(donnees, array("I", [places[i] for i in inconnus]).tobytes(),
+                       [factures[i].dossier for i in inconnus], len(factures), avoirs, erreurs)
+
+
+class _RepriseOrdinaire(Exception):
+    """Un lot ne passe pas tel quel (une erreur du fichier, une facture déjà connue) : l'import reprend par le
+    chemin ordinaire, qui trie les factures et liste toutes les erreurs."""
 
 
 class _Import:
@@ -223,29 +330,55 @@ class _Import:
         if not lot:
             return
         conn = self.conn
-        now = self.maintenant
+        now = converti(conn.dialect, "cree_le", self.maintenant)
         fichier_id = self.fichier_id
         if fichier_id is None:
             # Factures poussées par l'API : peu nombreuses, identifiants réservés.
             ids = reserver_ids(conn, FACTURE, len(lot))
             inserer_tuples(conn, FACTURE, COLONNES_FACTURE, [
                 (fid, r[0], r[1], dossiers[r[2]], *r[3:19], None, now) for fid, r in zip(ids, lot, strict=True)],
-                deja_converties=LIGNES_ENCODEES)
+                deja_converties=DEJA_CONVERTIES)
             inserer_tuples(conn, ETAT, COLONNES_ETAT, [(fid, r[_MONTANT], 0, 0, "emise", r[_PAYEUR])
                                                        for fid, r in zip(ids, lot, strict=True)])
         else:
             # La base numérote (sa séquence, ou le rowid de SQLite) ; l'état de chaque nouvelle facture
             # est écrit par la base elle-même, d'après les rangées que ce lot vient d'ajouter.
-            seuil = conn.execute(select(func.coalesce(func.max(Facture.id), 0))).scalar_one()
+            seuil = self._seuil()
             inserer_tuples(conn, FACTURE, COLONNES_FACTURE[1:], [
-                (r[0], r[1], dossiers[r[2]], *r[3:19], fichier_id, now) for r in lot], deja_converties=LIGNES_ENCODEES)
-            conn.execute(insert(EtatFacture).from_select(
-                list(COLONNES_ETAT),
-                select(Facture.id, Facture.montant, literal(0), literal(0), literal("emise"), Facture.payeur_cle)
-                .where(Facture.id > seuil, Facture.fichier_id == fichier_id)
-                # Par la clé primaire, arrêté dès le lot trouvé (sans statistiques, PostgreSQL lirait toute la table).
-                .order_by(Facture.id).limit(len(lot))))
+                (r[0], r[1], dossiers[r[2]], *r[3:19], fichier_id, now) for r in lot], deja_converties=DEJA_CONVERTIES)
+            self._etats(seuil, len(lot))
         self.factures += len(lot)
+
+    def _seuil(self) -> int:
+        return int(self.conn.execute(select(func.coalesce(func.max(Facture.id), 0))).scalar_one())
+
+    def _etats(self, seuil: int, nombre: int) -> None:
+        """L'état de chaque facture que le lot vient d'ajouter, écrit par la base d'après leurs rangées."""
+        self.conn.execute(insert(EtatFacture).from_select(
+            list(COLONNES_ETAT),
+            select(Facture.id, Facture.montant, literal(0), literal(0), literal("emise"), Facture.payeur_cle)
+            .where(Facture.id > seuil, Facture.fichier_id == self.fichier_id)
+            # Par la clé primaire, arrêté dès le lot trouvé (sans statistiques, PostgreSQL lirait toute la table).
+            .order_by(Facture.id).limit(nombre)))
+
+    def copie_lot(self, lot: LotCopie) -> None:
+        """Un lot mis en copie par un processus de lecture : ses dossiers inconnus créés ou retrouvés et réécrits
+        à leur place, puis envoyé tel quel, sous un point de reprise."""
+        if lot.erreurs:
+            raise _RepriseOrdinaire("erreurs dans le fichier")
+        if not lot.nombre:
+            return
+        if lot.dossiers:
+            connus = self._ids_dossiers(set(lot.dossiers))
+            reecrire_entiers(lot.donnees, array("I", lot.places), map(connus.__getitem__, lot.dossiers))
+        try:
+            with self.conn.begin_nested():
+                seuil = self._seuil()
+                copier_tel_quel(self.conn, SQL_COPIE, lot.donnees)
+                self._etats(seuil, lot.nombre)
+        except self.integrite as exc:
+            raise _RepriseOrdinaire("factures déjà connues") from exc
+        self.factures += lot.nombre
 
     def avoir(self, a: AvoirLu) -> None:
         conn = self.conn
@@ -333,12 +466,57 @@ def _ecrire(imp: _Import, lots: Iterable[LotLu]) -> None:
         imp.factures_lot(rangees)
         avoirs.extend(lot.avoirs)  # après les factures : un avoir peut viser une facture du même fichier
         progression.avancer(len(rangees))
+    _avoirs(imp, avoirs)
+    progression.terminer()
+
+
+def _ecrire_copies(imp: _Import, lots: Iterable[LotCopie]) -> None:
+    avoirs: list[AvoirLu] = []
+    progression = Progression("import des factures", "factures")
+    for lot in lots:
+        imp.copie_lot(lot)
+        avoirs.extend(lot.avoirs)
+        progression.avancer(lot.nombre)
+    _avoirs(imp, avoirs)
+    progression.terminer()
+
+
+def _avoirs(imp: _Import, avoirs: list[AvoirLu]) -> None:
     if avoirs:
         # Un avoir réduit l'état d'une facture que le moteur peut être en train de lire puis d'écrire.
         verrouiller(imp.conn)
     for a in avoirs:
         imp.avoir(a)
-    progression.terminer()
+
+
+def _ecrire_tel_quel(imp: _Import, chemin: Path, referentiel: Referentiel, *, processus: int = 2) -> bool:
+    """PostgreSQL, gros fichier : deux processus de lecture mettent les lots au format de COPY, à tour de rôle
+    (`_lots_entrelaces`, `mettre_en_copie`) ; ils sont écrits ici tels quels, dans l'ordre du fichier. Au
+    premier écart (une erreur, une facture déjà connue, rien à importer), ce qui a été écrit est annulé et
+    faux est rendu : le chemin ordinaire reprend tout, trie et liste les erreurs."""
+    conn, nom = imp.conn, imp.erreurs.fichier
+    taille = TAILLE_LOT  # lu à l'appel : les tests le réduisent pour entrelacer beaucoup de lots
+    connus, fichier_id = dict(imp.dossiers), imp.fichier_id or 0
+    cree_le, dialecte = converti(conn.dialect, "cree_le", imp.maintenant), conn.dialect
+
+    def lire(rang: int, nombre: int) -> Iterator[LotCopie]:
+        with chemin.open("rb") as flux, sans_ramasse_miettes():
+            yield from mettre_en_copie(connus, fichier_id, cree_le,
+                                       _lots_entrelaces(flux, nom, referentiel, rang, nombre, taille), dialecte)
+
+    debut = conn.begin_nested()
+    try:
+        with sans_ramasse_miettes():
+            _ecrire_copies(imp, en_parallele_entrelace(lire, processus=processus))
+        if not imp.factures and not imp.avoirs:
+            raise _RepriseOrdinaire("rien à importer")
+    except _RepriseOrdinaire as raison:
+        debut.rollback()
+        imp.factures, imp.avoirs, imp.ignores, imp.dossiers = 0, 0, 0, connus
+        log.info("import_factures_repris", fichier=nom, raison=str(raison))
+        return False
+    debut.commit()
+    return True
 
 
 def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | None = None,
@@ -366,8 +544,9 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
         differes = _index_differes(conn, taille)
         if taille >= SEUIL_PARALLELE:
             imp.precharger_dossiers(taille // OCTETS_PAR_FACTURE)
-        with sans_ramasse_miettes():
-            _ecrire(imp, en_parallele(lire, parallele=parallele))
+        if not (parallele and conn.dialect.name == "postgresql" and _ecrire_tel_quel(imp, chemin, referentiel)):
+            with sans_ramasse_miettes():
+                _ecrire(imp, en_parallele(lire, parallele=parallele))
         erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
         _reconstruire(conn, differes)
         conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
