@@ -312,3 +312,31 @@ def test_un_gros_fichier_sans_rien_a_importer_est_refuse_comme_en_ligne(app: App
     with pytest.raises(FichierRefuse) as exc:
         importer_fichier_factures(app, chemin, parallele=True)
     assert [str(e) for e in exc.value.erreurs] == ["blanc.jsonl: fichier vide : aucune facture ni aucun avoir"]
+
+
+def test_un_gros_import_de_factures_tue_entre_deux_lots_ne_laisse_rien_et_se_refait(
+        app: Application, tmp_path: Path) -> None:
+    """Tué (SIGKILL) après son deuxième lot écrit : la transaction n'est jamais validée, ni facture ni dossier ne
+    reste, les processus de lecture s'arrêtent ; relancé, l'import est entier (sous PostgreSQL, par la copie à
+    deux processus : un fichier de plus de 4 Mo)."""
+    import subprocess
+    import sys
+
+    from regie.jeu_essai import ecrire_jsonl, factures
+    from regie.registre.modeles import Dossier
+    from tests.conftest import CONFIG_EXEMPLE
+
+    chemin = tmp_path / "gros.jsonl"
+    assert ecrire_jsonl(chemin, factures(12_000)) == 12_000
+    env = dict(os.environ, REGIE_DATABASE_URL=str(app.url), REGIE_CONFIG=str(CONFIG_EXEMPLE),
+               REGIE_DONNEES=str(app.env.donnees), REGIE_LOG_NIVEAU="error")
+    regie = [sys.executable, "-m", "regie.cli", "factures", "importer", str(chemin)]
+    tue = subprocess.run(regie, env={**env, "REGIE_TUER_AU": "import_factures_lot@2"}, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert tue.returncode == -signal.SIGKILL, tue.stdout + tue.stderr
+    assert (compter(app, Facture), compter(app, Dossier)) == (0, 0)
+    refait = subprocess.run(regie, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert refait.returncode == 0, refait.stdout + refait.stderr
+    assert compter(app, Facture) == 12_000
+    assert len(etat(app)["factures"]) == 12_000
+    verifier_invariants(app)

@@ -192,8 +192,8 @@ def copie_binaire(e: Ecriture) -> tuple[bytearray, list[int]]:
     autre processus les envoie telles quelles (`copier_tel_quel`). Avec, pour chaque rangée, la place (en
     octets) de la valeur de sa première colonne, un entier de 4 octets qu'il peut réécrire (`reecrire_entiers`).
 
-    La mise au format est celle de psycopg (en C), prise dans son module interne : `test_copie_binaire` dit si
-    une version de psycopg la change.
+    La mise au format est celle de psycopg (en C), prise dans son module interne : le test de la copie à deux
+    processus (`tests/test_lecture_parallele.py`) dit, sur une vraie base, si une version de psycopg la change.
     """
     from psycopg import adapt, adapters, pq
     from psycopg._copy_base import _binary_signature, _binary_trailer, format_row_binary

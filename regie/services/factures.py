@@ -203,7 +203,7 @@ def _lots_entrelaces(flux: IO[bytes], nom: str, referentiel: Referentiel, rang: 
     total = 0
 
     def mes_lignes() -> Iterator[tuple[int, bytes]]:
-        nonlocal total
+        nonlocal total  # le nombre de lignes du fichier, lu une fois la lecture finie
         for total, brute in enumerate(flux, 1):
             if (total - 1) // taille % processus == rang:
                 yield total, brute
@@ -466,6 +466,7 @@ def _ecrire(imp: _Import, lots: Iterable[LotLu]) -> None:
         imp.factures_lot(rangees)
         avoirs.extend(lot.avoirs)  # après les factures : un avoir peut viser une facture du même fichier
         progression.avancer(len(rangees))
+        points_de_crash.point("import_factures_lot")
     _avoirs(imp, avoirs)
     progression.terminer()
 
@@ -477,6 +478,7 @@ def _ecrire_copies(imp: _Import, lots: Iterable[LotCopie]) -> None:
         imp.copie_lot(lot)
         avoirs.extend(lot.avoirs)
         progression.avancer(lot.nombre)
+        points_de_crash.point("import_factures_lot")
     _avoirs(imp, avoirs)
     progression.terminer()
 
