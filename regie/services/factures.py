@@ -507,11 +507,15 @@ def _ecrire_tel_quel(imp: _Import, chemin: Path, referentiel: Referentiel, *, pr
                                        _lots_entrelaces(flux, nom, referentiel, rang, nombre, taille), dialecte)
 
     debut = conn.begin_nested()
+    lots = en_parallele_entrelace(lire, processus=processus)
     try:
-        with sans_ramasse_miettes():
-            _ecrire_copies(imp, en_parallele_entrelace(lire, processus=processus))
-        if not imp.factures and not imp.avoirs:
-            raise _RepriseOrdinaire("rien à importer")
+        try:
+            with sans_ramasse_miettes():
+                _ecrire_copies(imp, lots)
+            if not imp.factures and not imp.avoirs:
+                raise _RepriseOrdinaire("rien à importer")
+        finally:
+            lots.close()  # les lecteurs arrêtés dès ici, quoi qu'il arrive (et avant toute relecture du fichier)
     except _RepriseOrdinaire as raison:
         debut.rollback()
         imp.factures, imp.avoirs, imp.ignores, imp.dossiers = 0, 0, 0, connus
