@@ -530,7 +530,8 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
     """`regie factures importer` : refuse le fichier entier à la première erreur, après les avoir toutes listées.
 
     Un gros fichier est lu et contrôlé dans un second processus pendant que celui-ci écrit
-    (`parallele`, par défaut au-delà de `SEUIL_PARALLELE` octets).
+    (`parallele`, par défaut au-delà de `SEUIL_PARALLELE` octets) ; sous PostgreSQL, par deux processus qui
+    le mettent au format de COPY (`_ecrire_tel_quel`).
     """
     referentiel = app.referentiel
     taille = chemin.stat().st_size
