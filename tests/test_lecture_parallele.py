@@ -340,3 +340,28 @@ def test_un_gros_import_de_factures_tue_entre_deux_lots_ne_laisse_rien_et_se_ref
     assert compter(app, Facture) == 12_000
     assert len(etat(app)["factures"]) == 12_000
     verifier_invariants(app)
+
+
+def test_une_facture_connue_au_milieu_d_un_gros_fichier_fait_tout_reprendre_sans_rien_garder(
+        app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plusieurs lots déjà écrits (avec leurs dossiers nouveaux) quand un lot heurte une facture connue : tout est
+    annulé et le chemin ordinaire reprend le fichier ; rien n'est compté deux fois, aucun dossier ne reste
+    en double ou orphelin, et une facture connue au contenu changé est refusée comme en ligne."""
+    from regie.registre.modeles import Dossier
+
+    monkeypatch.setattr("regie.services.factures.TAILLE_LOT", 4)
+    connues = [facture(f"F01-26-05-{i:07d}", dossier=f"D1{i:05d}") for i in range(1, 4)]
+    importer_fichier_factures(app, ecrire(tmp_path, "avant.jsonl", connues), parallele=True)
+    nouvelles = [facture(f"F01-26-06-{i:07d}", dossier=f"D2{i % 9:05d}") for i in range(1, 21)]
+    rapport = importer_fichier_factures(app, ecrire(tmp_path, "apres.jsonl", [*nouvelles[:14], connues[1],
+                                                                              *nouvelles[14:]]), parallele=True)
+    assert (rapport.importes, rapport.ignores) == (20, 1)
+    assert (compter(app, Facture), compter(app, Dossier)) == (23, 3 + 9)
+    verifier_invariants(app)
+    change = facture("F01-26-05-0000002", dossier="D199999")  # un autre dossier : un autre contenu
+    with pytest.raises(FichierRefuse) as exc:
+        importer_fichier_factures(app, ecrire(tmp_path, "change.jsonl", [*nouvelles, change]), parallele=True)
+    assert [str(e) for e in exc.value.erreurs] == [
+        "change.jsonl:21: numero: la facture F01-26-05-0000002 existe déjà avec un autre contenu : une facture "
+        "ne se modifie pas, émettre un avoir"]
+    assert compter(app, Facture) == 23
