@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -56,6 +56,13 @@ from regie.services.fichiers import (
 )
 
 log = structlog.get_logger()
+
+
+class _AvecAvoirs(Protocol):
+    avoirs: list[AvoirLu]
+
+
+L = TypeVar("L", bound=_AvecAvoirs)  # un lot lu (`LotLu`) ou mis en copie (`LotCopie`)
 PARIS = ZoneInfo("Europe/Paris")
 TAILLE_LOT = 5000
 SEUIL_PARALLELE = 4 << 20  # octets : en deçà (quelques milliers de factures), lire ici coûte moins qu'un processus
@@ -183,16 +190,8 @@ COLONNES_COPIE = ("dossier_id", "numero", "regie_code", *COLONNES_FACTURE[4:])
 SQL_COPIE = f"COPY facture ({', '.join(COLONNES_COPIE)}) FROM STDIN (FORMAT BINARY)"
 
 
-# Un lot lu pour la copie : les factures telles que lues (`rangee_copie` les met dans l'ordre de la copie).
-LotACopier = tuple[list[FactureLue], list[AvoirLu], list[ErreurLigne]]
-
-
-def rangee_copie(f: FactureLue, dossier_id: int, fichier_id: int, cree_le: Any) -> tuple[Any, ...]:
-    """Une facture dans l'ordre de `COLONNES_COPIE`, complète : `rangee` puis le dossier et le fichier, en une fois."""
-    p = f.payeur
-    return (dossier_id, f.numero, f.regie, f.emise_le, f.echeance, f.periode, f.montant, f.refdet, p.civilite, p.nom,
-            p.prenom, p.email, p.adresse1, p.adresse2, p.code_postal, p.ville, encoder_lignes(f.lignes),
-            f.empreinte, cle_payeur(p.nom, p.prenom), fichier_id, cree_le)
+# Un lot lu pour la copie : ses factures prêtes à écrire (`rangee`), ses avoirs, ses erreurs nouvelles.
+LotACopier = tuple[list[Rangee], list[AvoirLu], list[ErreurLigne]]
 
 
 def _lots_entrelaces(flux: IO[bytes], nom: str, referentiel: Referentiel, rang: int, processus: int,
@@ -208,7 +207,7 @@ def _lots_entrelaces(flux: IO[bytes], nom: str, referentiel: Referentiel, rang: 
             if (total - 1) // taille % processus == rang:
                 yield total, brute
 
-    factures: list[FactureLue] = []
+    factures: list[Rangee] = []
     avoirs: list[AvoirLu] = []
     prochain = rang
     rendues = 0
@@ -225,7 +224,7 @@ def _lots_entrelaces(flux: IO[bytes], nom: str, referentiel: Referentiel, rang: 
         if isinstance(lu, AvoirLu):
             avoirs.append(lu)
         else:
-            factures.append(lu)
+            factures.append(rangee(lu))
     while prochain <= (total - 1) // taille or rendues < len(lues.erreurs):
         yield rendre()
 
@@ -241,12 +240,12 @@ def mettre_en_copie(dossiers: dict[str, int], fichier_id: int, cree_le: Any, lot
         if not factures:
             yield LotCopie(bytearray(), b"", [], 0, avoirs, erreurs)
             continue
-        rangees = [rangee_copie(f, dossiers.get(f.dossier, 0), fichier_id, cree_le) for f in factures]
+        rangees = [(dossiers.get(r[_DOSSIER], 0), r[0], r[1], *r[3:19], fichier_id, cree_le) for r in factures]
         (e,) = preparer_insertion(dialecte, FACTURE, COLONNES_COPIE, rangees, deja_converties=DEJA_CONVERTIES)
         donnees, places = copie_binaire(e)
         inconnus = [i for i, t in enumerate(rangees) if t[0] == 0]
         yield LotCopie(donnees, array("I", [places[i] for i in inconnus]).tobytes(),
-                       [factures[i].dossier for i in inconnus], len(factures), avoirs, erreurs)
+                       [factures[i][_DOSSIER] for i in inconnus], len(factures), avoirs, erreurs)
 
 
 class _RepriseOrdinaire(Exception):
@@ -267,6 +266,7 @@ class _Import:
         self.dossiers: dict[str, int] = {}  # numéro → id, pour tout l'import
         self.tous_les_dossiers = False  # vrai : `dossiers` les tient tous, un absent est nouveau
         self.maintenant = maintenant()  # l'instant de l'import : celui de chaque facture qu'il crée
+        self.cree_le = converti(conn.dialect, "cree_le", self.maintenant)  # le même, tel qu'écrit
         # L'index unique heurté : enveloppé par SQLAlchemy (executemany) ou brut du pilote (COPY).
         self.integrite = (IntegrityError, conn.dialect.loaded_dbapi.IntegrityError)
 
@@ -330,7 +330,7 @@ class _Import:
         if not lot:
             return
         conn = self.conn
-        now = converti(conn.dialect, "cree_le", self.maintenant)
+        now = self.cree_le
         fichier_id = self.fichier_id
         if fichier_id is None:
             # Factures poussées par l'API : peu nombreuses, identifiants réservés.
@@ -361,13 +361,20 @@ class _Import:
             # Par la clé primaire, arrêté dès le lot trouvé (sans statistiques, PostgreSQL lirait toute la table).
             .order_by(Facture.id).limit(nombre)))
 
-    def copie_lot(self, lot: LotCopie) -> None:
+    def lot_lu(self, lot: LotLu) -> int:
+        """Un lot du chemin ordinaire : ses erreurs notées, ses factures écrites ou triées ; rend leur nombre."""
+        self.erreurs.erreurs.extend(lot.erreurs)
+        rangees = lot.rangees()
+        self.factures_lot(rangees)
+        return len(rangees)
+
+    def copie_lot(self, lot: LotCopie) -> int:
         """Un lot mis en copie par un processus de lecture : ses dossiers inconnus créés ou retrouvés et réécrits
         à leur place, puis envoyé tel quel, sous un point de reprise."""
         if lot.erreurs:
             raise _RepriseOrdinaire("erreurs dans le fichier")
         if not lot.nombre:
-            return
+            return 0
         if lot.dossiers:
             connus = self._ids_dossiers(set(lot.dossiers))
             reecrire_entiers(lot.donnees, array("I", lot.places), map(connus.__getitem__, lot.dossiers))
@@ -379,6 +386,7 @@ class _Import:
         except self.integrite as exc:
             raise _RepriseOrdinaire("factures déjà connues") from exc
         self.factures += lot.nombre
+        return lot.nombre
 
     def avoir(self, a: AvoirLu) -> None:
         conn = self.conn
@@ -457,38 +465,20 @@ def _reconstruire(conn: Connection, index: list[Index]) -> None:
     conn.exec_driver_sql("PRAGMA threads = 0")
 
 
-def _ecrire(imp: _Import, lots: Iterable[LotLu]) -> None:
+def _ecrire(lots: Iterable[L], ecrire_lot: Callable[[L], int], imp: _Import) -> None:
+    """Les lots dans l'ordre (`ecrire_lot` rend le nombre de factures du lot), puis les avoirs du fichier."""
     avoirs: list[AvoirLu] = []
     progression = Progression("import des factures", "factures")
     for lot in lots:
-        imp.erreurs.erreurs.extend(lot.erreurs)
-        rangees = lot.rangees()
-        imp.factures_lot(rangees)
+        progression.avancer(ecrire_lot(lot))
         avoirs.extend(lot.avoirs)  # après les factures : un avoir peut viser une facture du même fichier
-        progression.avancer(len(rangees))
         points_de_crash.point("import_factures_lot")
-    _avoirs(imp, avoirs)
-    progression.terminer()
-
-
-def _ecrire_copies(imp: _Import, lots: Iterable[LotCopie]) -> None:
-    avoirs: list[AvoirLu] = []
-    progression = Progression("import des factures", "factures")
-    for lot in lots:
-        imp.copie_lot(lot)
-        avoirs.extend(lot.avoirs)
-        progression.avancer(lot.nombre)
-        points_de_crash.point("import_factures_lot")
-    _avoirs(imp, avoirs)
-    progression.terminer()
-
-
-def _avoirs(imp: _Import, avoirs: list[AvoirLu]) -> None:
     if avoirs:
         # Un avoir réduit l'état d'une facture que le moteur peut être en train de lire puis d'écrire.
         verrouiller(imp.conn)
     for a in avoirs:
         imp.avoir(a)
+    progression.terminer()
 
 
 def _ecrire_tel_quel(imp: _Import, chemin: Path, referentiel: Referentiel, *, processus: int = 2) -> bool:
@@ -499,7 +489,7 @@ def _ecrire_tel_quel(imp: _Import, chemin: Path, referentiel: Referentiel, *, pr
     conn, nom = imp.conn, imp.erreurs.fichier
     taille = TAILLE_LOT  # lu à l'appel : les tests le réduisent pour entrelacer beaucoup de lots
     connus, fichier_id = dict(imp.dossiers), imp.fichier_id or 0
-    cree_le, dialecte = converti(conn.dialect, "cree_le", imp.maintenant), conn.dialect
+    cree_le, dialecte = imp.cree_le, conn.dialect
 
     def lire(rang: int, nombre: int) -> Iterator[LotCopie]:
         with chemin.open("rb") as flux, sans_ramasse_miettes():
@@ -511,7 +501,7 @@ def _ecrire_tel_quel(imp: _Import, chemin: Path, referentiel: Referentiel, *, pr
     try:
         try:
             with sans_ramasse_miettes():
-                _ecrire_copies(imp, lots)
+                _ecrire(lots, imp.copie_lot, imp)
             if not imp.factures and not imp.avoirs:
                 raise _RepriseOrdinaire("rien à importer")
         finally:
@@ -553,7 +543,7 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
             imp.precharger_dossiers(taille // OCTETS_PAR_FACTURE)
         if not (parallele and conn.dialect.name == "postgresql" and _ecrire_tel_quel(imp, chemin, referentiel)):
             with sans_ramasse_miettes():
-                _ecrire(imp, en_parallele(lire, parallele=parallele))
+                _ecrire(en_parallele(lire, parallele=parallele), imp.lot_lu, imp)
         erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
         _reconstruire(conn, differes)
         conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
@@ -583,7 +573,7 @@ def pousser_objets(app: Application, objets: Sequence[object], *, source: str = 
     erreurs.verifier()
     with app.moteur.begin() as conn:
         imp = _Import(conn, None, erreurs)
-        _ecrire(imp, lire_par_lots(lus, CollecteurErreurs(source)))
+        _ecrire(lire_par_lots(lus, CollecteurErreurs(source)), imp.lot_lu, imp)
         erreurs.verifier()
     rapport = RapportImport(source, CANAL, importes=imp.factures + imp.avoirs, ignores=imp.ignores,
                             comptes={"factures": imp.factures, "avoirs": imp.avoirs})
