@@ -296,7 +296,10 @@ def _ouverts(conn: Connection) -> list[tuple[datetime, str, str, int]]:
     """
     colonnes = (Paiement.recu_le, Paiement.canal, Paiement.reference, Paiement.id)
     a_traiter = select(*colonnes).where(text(f"paiement.{PAIEMENT_OUVERT}"), Paiement.statut == "a_traiter")
-    trouves: set[tuple[Any, ...]] = {tuple(r) for r in conn.execute(a_traiter)}
+    # Les rangées de SQLAlchemy (Row) ne sont pas des tuples : lues par un résultat typé Any, que le module
+    # compilé (regie.natif) ne vérifie pas comme un tuple.
+    rangees: Any = conn.execute(a_traiter)
+    trouves: set[tuple[Any, ...]] = {tuple(r) for r in rangees}
     arrivees = _dernieres_arrivees(conn)
     constatee = func.coalesce(Anomalie.reevaluee_le, Anomalie.cree_le)
     for canal, sources in _RESOLUTIONS.items():
@@ -307,11 +310,12 @@ def _ouverts(conn: Connection) -> list[tuple[datetime, str, str, int]]:
         # a été constatée : relancer sans nouveauté ne changerait rien. Un canal à la fois : l'index
         # donne exactement ses anomalies constatées avant cette arrivée ; chacune mène à son paiement
         # (sans la condition de l'index partiel des paiements ouverts, que SQLite parcourrait sinon).
-        trouves.update(tuple(r) for r in conn.execute(
+        rangees = conn.execute(
             select(*colonnes).join(Anomalie, Anomalie.paiement_id == Paiement.id)
             .where(text(f"anomalie.{ANOMALIE_OUVERTE}"), Anomalie.code.in_(CODES_REESSAYES), Anomalie.canal == canal,
                    constatee < max(instants), Paiement.statut == "en_anomalie",
-                   Paiement.anomalie.in_(CODES_REESSAYES), Paiement.decision_manuelle.is_(False))))
+                   Paiement.anomalie.in_(CODES_REESSAYES), Paiement.decision_manuelle.is_(False)))
+        trouves.update(tuple(r) for r in rangees)
     return sorted((_instant(r), c, ref, i) for r, c, ref, i in trouves)
 
 
@@ -946,7 +950,7 @@ class _Lot:
         return [self.factures[i] for i in retenues]
 
     def _panier(self, id_op: str) -> list[tuple[FactureEtat, int]]:
-        lignes = self.conn.execute(select(LignePanierPayfip.facture_id, LignePanierPayfip.montant)
+        lignes: Any = self.conn.execute(select(LignePanierPayfip.facture_id, LignePanierPayfip.montant)
                                    .join(OperationPayfip, OperationPayfip.id == LignePanierPayfip.operation_id)
                                    .where(OperationPayfip.id_op == id_op).order_by(LignePanierPayfip.id)).all()
         self.memoire.charger(ids=[fid for fid, _ in lignes])
@@ -955,8 +959,9 @@ class _Lot:
     def _remise(self, identifiant: str | None) -> RemiseVue | None:
         if not identifiant:
             return None
-        r = self.conn.execute(select(Remise.id, Remise.identifiant, Remise.canal, Remise.montant, Remise.nombre,
-                                     Remise.statut).where(Remise.identifiant == identifiant)).first()
+        resultat: Any = self.conn.execute(select(Remise.id, Remise.identifiant, Remise.canal, Remise.montant,
+                                                 Remise.nombre, Remise.statut).where(Remise.identifiant == identifiant))
+        r = resultat.first()
         if r is None:
             return None
         verse = self.conn.execute(select(Paiement.montant).where(
@@ -969,9 +974,11 @@ class _Lot:
             exercice, bordereau, piece = (int(x) for x in (p.reference_facture or "").split("/"))
         except ValueError:
             return None, None
-        t = self.conn.execute(select(Titre.id, Titre.facture_id).join(Bordereau, Bordereau.id == Titre.bordereau_id)
-                              .where(Titre.exercice == exercice, Bordereau.numero == bordereau,
-                                     Titre.piece == piece)).first()
+        resultat: Any = self.conn.execute(select(Titre.id, Titre.facture_id)
+                                          .join(Bordereau, Bordereau.id == Titre.bordereau_id)
+                                          .where(Titre.exercice == exercice, Bordereau.numero == bordereau,
+                                                 Titre.piece == piece))
+        t = resultat.first()
         if t is None:
             return None, None
         self.memoire.charger(ids=[t.facture_id])
@@ -982,7 +989,7 @@ class _Lot:
     def _a_confirmer(self, p: PaiementVue, f: FactureEtat) -> int | None:
         """Un paiement déjà connu pour cette facture, même montant, à 10 jours près, pas encore confirmé."""
         deja = Paiement.__table__.alias("deja")
-        candidats = self.conn.execute(
+        candidats: Any = self.conn.execute(
             select(Paiement.id, Paiement.recu_le).join(Affectation, Affectation.paiement_id == Paiement.id)
             .where(Affectation.facture_id == f.id, Paiement.canal.in_(("buraliste", "payfip")),
                    Paiement.montant == p.montant, Paiement.statut != "annule",

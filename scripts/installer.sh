@@ -24,7 +24,7 @@ if [ ${#paquets[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-extras="postgresql"
+extras="postgresql,natif"
 [ $tests = 1 ] && extras="dev"
 # On ne réinstalle que si pyproject.toml a changé.
 empreinte="$(sha256sum pyproject.toml | cut -c1-16)-$extras"
@@ -35,6 +35,9 @@ if [ ! -f ".venv/.installe-$empreinte" ]; then
   rm -f .venv/.installe-*
   touch ".venv/.installe-$empreinte"
 fi
+# Les modules du chemin chaud du rapprochement compilés en C par mypyc (regie/natif.py) ; refaits seulement
+# si leurs sources ont changé, sans effet sans compilateur (les sources tournent alors telles quelles).
+.venv/bin/python scripts/compiler_natif.py
 # Les modules du projet précompilés : là où l'environnement interdit d'écrire les .pyc
 # (PYTHONDONTWRITEBYTECODE), chaque commande `regie` les recompilerait (≈ 0,06 s par démarrage).
 .venv/bin/python -m compileall -q -j 0 regie connecteurs rapprochement exports scheduler.py >/dev/null

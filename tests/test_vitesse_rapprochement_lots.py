@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +112,19 @@ def test_la_copie_d_une_facture_pour_refaire_une_regle_garde_chaque_champ_et_ne_
     from rapprochement.moteur import _copie
     from regie.domaine import FactureEtat, LigneEtat
 
-    valeurs = {f.name: f"v-{f.name}" for f in dataclasses.fields(FactureEtat)}
-    lignes = [LigneEtat(**{f.name: f"{f.name}-{i}" for f in dataclasses.fields(LigneEtat)}) for i in (1, 2)]
-    facture = FactureEtat(**{**valeurs, "lignes": lignes})
+    def valeurs(classe: Any, graine: int) -> dict[str, Any]:
+        # Une valeur distincte par champ, de son type (les classes compilées vérifient les types).
+        par_type = {"int": lambda k: graine * 100 + k, "str": lambda k: f"v{graine}-{k}", "bool": lambda k: True,
+                    "date": lambda k: date(2026, 1, 1) + timedelta(days=graine * 100 + k)}
+        # Le nom du type : une chaîne (annotations différées) ou, compilée (regie.natif), la classe.
+        types = [(f.name, getattr(f.type, "__name__", f.type)) for f in dataclasses.fields(classe)]
+        return {nom: par_type[t](k) for k, (nom, t) in enumerate(types) if t in par_type}
+
+    lignes = [LigneEtat(**valeurs(LigneEtat, i)) for i in (1, 2)]
+    facture = FactureEtat(**{**valeurs(FactureEtat, 0), "lignes": lignes})
+    assert {f.name for f in dataclasses.fields(FactureEtat)} - set(valeurs(FactureEtat, 0)) == {"lignes"}
     copie = _copie(facture)
     assert copie == facture
     copie.lignes[0].paye = 999
     copie.paye = 999
-    assert facture.lignes[0].paye == "paye-1" and facture.paye == "v-paye"
+    assert facture.lignes[0].paye == 102 and facture.paye == 7
