@@ -4,7 +4,8 @@
 des sources et note l'empreinte de chaque source dans `MANIFESTE`. Python préfère une extension à la source
 du même nom : une source modifiée depuis la compilation ferait tourner l'ancien code. `installer()` met donc
 devant les autres un chercheur qui, dès qu'une seule source diffère de sa compilation (les modules compilés
-ensemble s'appellent entre eux en C), fait charger les sources de tous. `REGIE_NATIF=0` force les sources.
+ensemble s'appellent entre eux en C) ou qu'une extension de trop traîne, fait charger les sources de tous.
+`REGIE_NATIF=0` force les sources.
 """
 
 from __future__ import annotations
@@ -36,33 +37,41 @@ def empreintes() -> dict[str, str]:
     return {m: hashlib.sha256(source(m).read_bytes()).hexdigest() for m in MODULES}
 
 
+PAQUETS = ("regie", "rapprochement", "connecteurs", "exports")
+
+
+def attendues() -> set[Path]:
+    """Les extensions qu'une compilation de `MODULES` pose : une par module et la bibliothèque partagée."""
+    suffixe = importlib.machinery.EXTENSION_SUFFIXES[0]
+    return {RACINE.joinpath(*n.split(".")).with_name(n.rsplit(".", 1)[-1] + suffixe)
+            for n in (*MODULES, f"{GROUPE}__mypyc")}
+
+
 def compiles() -> list[Path]:
-    """Les extensions présentes : celles des modules et la bibliothèque partagée."""
-    suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    noms = [*MODULES, f"{GROUPE}__mypyc"]
-    return [p for n in noms for s in suffixes if (p := RACINE.joinpath(*n.split(".")).with_name(
-        n.rsplit(".", 1)[-1] + s)).exists()]
+    """Les extensions présentes dans les paquets du projet (seul `scripts/compiler_natif.py` en pose)."""
+    return sorted(p for paquet in PAQUETS for p in (RACINE / paquet).rglob("*.so")
+                  if any(p.name.endswith(s) for s in importlib.machinery.EXTENSION_SUFFIXES))
 
 
 def a_jour() -> bool:
-    """Les extensions présentes viennent exactement des sources présentes."""
+    """Les extensions présentes sont exactement celles de `MODULES`, compilées depuis les sources présentes."""
     if os.environ.get("REGIE_NATIF", "1") == "0" or not MANIFESTE.exists():
         return False
     try:
         notees = json.loads(MANIFESTE.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return bool(notees == empreintes() and compiles())
+    return bool(notees == empreintes() and set(compiles()) == attendues())
 
 
 class _Sources(importlib.abc.MetaPathFinder):
-    """Charge la source `.py` des modules compilables (les extensions sont périmées ou refusées)."""
+    """Charge la source `.py` de chaque module du projet (ses extensions sont périmées ou refusées)."""
 
     def find_spec(self, nom: str, chemin: Sequence[str] | None,
                   cible: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if nom not in MODULES:
-            return None
-        return importlib.util.spec_from_file_location(nom, source(nom))
+        if nom.partition(".")[0] not in PAQUETS or not (fichier := source(nom)).exists():
+            return None  # un paquet (son __init__.py) ou un module d'ailleurs : la recherche ordinaire
+        return importlib.util.spec_from_file_location(nom, fichier)
 
 
 @functools.cache

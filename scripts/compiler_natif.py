@@ -38,7 +38,7 @@ def main() -> int:
     except ImportError:
         print("Modules compilés : mypyc absent, les sources Python seront utilisées.")
         return 0
-    for ancien in natif.compiles():
+    for ancien in natif.compiles():  # toutes, y compris celles d'un module qui n'est plus compilé
         ancien.unlink()
     natif.MANIFESTE.unlink(missing_ok=True)
     debut = time.perf_counter()

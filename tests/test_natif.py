@@ -28,7 +28,8 @@ def test_a_jour_seulement_si_chaque_source_est_celle_de_la_compilation(tmp_path:
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     manifeste = tmp_path / "_natif.json"
     monkeypatch.setattr(natif, "MANIFESTE", manifeste)
-    monkeypatch.setattr(natif, "compiles", lambda: [tmp_path / "x.so"])
+    presentes = sorted(natif.attendues())
+    monkeypatch.setattr(natif, "compiles", lambda: presentes)
     assert not natif.a_jour()  # pas de manifeste
     empreintes = natif.empreintes()
     manifeste.write_text(json.dumps(empreintes), encoding="utf-8")
@@ -37,6 +38,11 @@ def test_a_jour_seulement_si_chaque_source_est_celle_de_la_compilation(tmp_path:
     manifeste.write_text(json.dumps({**empreintes, "rapprochement.regles": "0" * 64}), encoding="utf-8")
     assert not natif.a_jour()
     manifeste.write_text(json.dumps(empreintes), encoding="utf-8")
+    # L'extension d'un module qui n'est plus compilé : elle serait prise avant sa source.
+    presentes.append(natif.RACINE / "regie" / "montants.cpython-311-x86_64-linux-gnu.so")
+    assert not natif.a_jour()
+    presentes.pop()
+    assert natif.a_jour()
     monkeypatch.setenv("REGIE_NATIF", "0")
     assert not natif.a_jour()
 
@@ -44,7 +50,10 @@ def test_a_jour_seulement_si_chaque_source_est_celle_de_la_compilation(tmp_path:
 def test_le_chercheur_des_sources_rend_le_fichier_py() -> None:
     spec = natif._Sources().find_spec("rapprochement.moteur", None)
     assert spec is not None and spec.origin == str(RACINE / "rapprochement" / "moteur.py")
-    assert natif._Sources().find_spec("regie.cli", None) is None
+    cli = natif._Sources().find_spec("regie.cli", None)
+    assert cli is not None and cli.origin == str(RACINE / "regie" / "cli.py")
+    assert natif._Sources().find_spec("regie.registre", None) is None  # un paquet : la recherche ordinaire
+    assert natif._Sources().find_spec("sqlalchemy.orm", None) is None
 
 
 def test_refuses_ou_perimes_les_modules_sont_charges_depuis_leurs_sources() -> None:
