@@ -125,7 +125,7 @@ class BilanRapprochement:
         return txt
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # __init__ écrit, compilé par mypyc : voir regie.domaine.LigneEtat
 class NouveauPaiement:
     """Un paiement reçu, pas encore écrit : le moteur le décide puis l'écrit avec sa décision."""
 
@@ -143,6 +143,15 @@ class NouveauPaiement:
     empreinte: str
     fichier_id: int | None
     cree_le: datetime
+
+    def __init__(self, id: int, canal: str, reference: str, montant: int, recu_le: datetime,
+                 reference_facture: str | None, remise: str | None, remise_id: int | None, details: str,
+                 brut: str | None, ligne: int | None, empreinte: str, fichier_id: int | None,
+                 cree_le: datetime) -> None:
+        self.id, self.canal, self.reference, self.montant, self.recu_le = id, canal, reference, montant, recu_le
+        self.reference_facture, self.remise, self.remise_id = reference_facture, remise, remise_id
+        self.details, self.brut, self.ligne, self.empreinte = details, brut, ligne, empreinte
+        self.fichier_id, self.cree_le = fichier_id, cree_le
 
 
 def verrouiller(conn: Connection) -> None:

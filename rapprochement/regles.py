@@ -6,7 +6,7 @@ propose (suggestions classées, avec leur raison) et n'applique rien.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
@@ -43,16 +43,25 @@ class Part(NamedTuple):
     montant: int
 
 
-@dataclass
+@dataclass(init=False)  # __init__ écrit, compilé par mypyc : voir regie.domaine.LigneEtat
 class Decision:
     regle: str
-    preuve: dict[str, Any] = field(default_factory=dict)
-    parts: list[Part] = field(default_factory=list)
-    anomalie: str | None = None
-    raison: str = ""
-    suggestions: list[dict[str, Any]] = field(default_factory=list)
-    confirme_paiement_id: int | None = None
-    remise_confirmee_id: int | None = None
+    preuve: dict[str, Any]
+    parts: list[Part]
+    anomalie: str | None
+    raison: str
+    suggestions: list[dict[str, Any]]
+    confirme_paiement_id: int | None
+    remise_confirmee_id: int | None
+
+    def __init__(self, regle: str, preuve: dict[str, Any] | None = None, parts: list[Part] | None = None,
+                 anomalie: str | None = None, raison: str = "", suggestions: list[dict[str, Any]] | None = None,
+                 confirme_paiement_id: int | None = None, remise_confirmee_id: int | None = None) -> None:
+        self.regle, self.preuve = regle, {} if preuve is None else preuve
+        self.parts = [] if parts is None else parts
+        self.anomalie, self.raison = anomalie, raison
+        self.suggestions = [] if suggestions is None else suggestions
+        self.confirme_paiement_id, self.remise_confirmee_id = confirme_paiement_id, remise_confirmee_id
 
     @property
     def affecte(self) -> int:

@@ -6,7 +6,7 @@ import functools
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from itertools import combinations
 from typing import Any, Protocol
@@ -68,23 +68,30 @@ def repartir(montant: int, lignes: Sequence[LigneARepartir], *, cesu: bool = Fal
 
 # --- L'état d'une facture, tel que le moteur et les décisions le voient ----------------------------------
 
-@dataclass(slots=True)
+# `init=False` et un __init__ écrit : compilé par mypyc (regie.natif), celui que génère `dataclass` serait
+# interprété, et le moteur crée ces objets par millions. Les champs et l'ordre des arguments sont les mêmes.
+@dataclass(slots=True, init=False)
 class LigneEtat:
     """Une ligne de facture et ce qui y est affecté (somme des parts de ses affectations)."""
 
     rang: int
     montant: int
-    paye: int = 0
-    avoirs: int = 0
-    eligible_cesu: bool = False
-    cesu: int = 0  # CESU déjà affecté à cette ligne
+    paye: int
+    avoirs: int
+    eligible_cesu: bool
+    cesu: int  # CESU déjà affecté à cette ligne
+
+    def __init__(self, rang: int, montant: int, paye: int = 0, avoirs: int = 0, eligible_cesu: bool = False,
+                 cesu: int = 0) -> None:
+        self.rang, self.montant, self.paye, self.avoirs = rang, montant, paye, avoirs
+        self.eligible_cesu, self.cesu = eligible_cesu, cesu
 
     @property
     def reste(self) -> int:
         return self.montant - self.paye - self.avoirs
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # __init__ écrit : voir LigneEtat
 class FactureEtat:
     id: int
     numero: str
@@ -97,9 +104,17 @@ class FactureEtat:
     avoirs: int
     echeance: date
     titree: bool
-    lignes: list[LigneEtat] = field(default_factory=list)
-    nom: str = ""
-    prenom: str = ""
+    lignes: list[LigneEtat]
+    nom: str
+    prenom: str
+
+    def __init__(self, id: int, numero: str, dossier_id: int, dossier: str, regie: str, statut: str, montant: int,
+                 paye: int, avoirs: int, echeance: date, titree: bool, lignes: list[LigneEtat] | None = None,
+                 nom: str = "", prenom: str = "") -> None:
+        self.id, self.numero, self.dossier_id, self.dossier, self.regie = id, numero, dossier_id, dossier, regie
+        self.statut, self.montant, self.paye, self.avoirs = statut, montant, paye, avoirs
+        self.echeance, self.titree, self.lignes = echeance, titree, [] if lignes is None else lignes
+        self.nom, self.prenom = nom, prenom
 
     @property
     def reste(self) -> int:
