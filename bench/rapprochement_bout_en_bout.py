@@ -26,6 +26,7 @@ RACINE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(RACINE))
 
 from connecteurs.buralistes.datamatrix import charge_utile  # noqa: E402
+from regie import natif  # noqa: E402
 from regie.jeu_essai import ecrire_jsonl, factures  # noqa: E402
 from regie.montants import centimes_en_euros  # noqa: E402
 
@@ -135,7 +136,8 @@ def main() -> None:
                        check=True)
         paiements = [(canal, dossier / nom) for canal, nom in FICHIERS_PAIEMENTS]
         print(f"machine : {platform.node()} {platform.machine()}, {os.cpu_count()} cœurs, Python "
-              f"{platform.python_version()} ; {args.nombre} factures et {args.nombre} paiements")
+              f"{platform.python_version()} ; {args.nombre} factures et {args.nombre} paiements ; modules compilés : "
+              f"{'oui' if natif.a_jour() else 'non (sources Python)'}")
         for base in args.bases.split(","):
             if base == "sqlite":
                 url = f"sqlite:///{dossier / 'bench.db'}"
