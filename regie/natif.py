@@ -27,6 +27,7 @@ RACINE = Path(__file__).resolve().parents[1]
 MODULES = ("regie.domaine", "regie.registre.masse", "rapprochement.regles", "rapprochement.moteur")
 GROUPE = "regie._natif"  # la bibliothèque partagée des modules compilés : regie/_natif__mypyc.*.so
 MANIFESTE = RACINE / "regie" / "_natif.json"
+PAQUETS = ("regie", "rapprochement", "connecteurs", "exports")  # là où une extension périmée serait prise
 
 
 def source(module: str) -> Path:
@@ -35,9 +36,6 @@ def source(module: str) -> Path:
 
 def empreintes() -> dict[str, str]:
     return {m: hashlib.sha256(source(m).read_bytes()).hexdigest() for m in MODULES}
-
-
-PAQUETS = ("regie", "rapprochement", "connecteurs", "exports")
 
 
 def attendues() -> set[Path]:

@@ -46,10 +46,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as temporaire:
         fichiers = [str(natif.source(m).relative_to(RACINE)) for m in natif.MODULES]
         avis = io.StringIO()
-        with contextlib.redirect_stdout(avis):  # ses remarques (« generator comprehension as list »…)
-            extensions = mypycify(fichiers, opt_level="3", group_name=natif.GROUPE, target_dir=temporaire)
-        setup(name="regie-natif", ext_modules=extensions, script_args=[
-            "--quiet", "build_ext", "--inplace", "--build-temp", temporaire])
+        try:
+            with contextlib.redirect_stdout(avis):  # ses remarques (« generator comprehension as list »…)
+                extensions = mypycify(fichiers, opt_level="3", group_name=natif.GROUPE, target_dir=temporaire)
+            setup(name="regie-natif", ext_modules=extensions, script_args=[
+                "--quiet", "build_ext", "--inplace", "--build-temp", temporaire])
+        except (Exception, SystemExit) as erreur:  # setuptools sort par SystemExit quand gcc échoue
+            # L'application tourne sur ses sources ; la CI, elle, exige les modules compilés (tests/test_natif.py).
+            for partielle in natif.compiles():
+                partielle.unlink()
+            print(f"Modules compilés : la compilation a échoué ({erreur}), les sources Python seront utilisées.\n"
+                  f"{avis.getvalue()}", file=sys.stderr)
+            return 0
     natif.MANIFESTE.write_text(json.dumps(natif.empreintes(), indent=1) + "\n", encoding="utf-8")
     print(f"Modules compilés : {len(natif.MODULES)} modules en {time.perf_counter() - debut:.0f} s.")
     return 0
