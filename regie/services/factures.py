@@ -57,12 +57,6 @@ from regie.services.fichiers import (
 
 log = structlog.get_logger()
 
-
-class _AvecAvoirs(Protocol):
-    avoirs: list[AvoirLu]
-
-
-L = TypeVar("L", bound=_AvecAvoirs)  # un lot lu (`LotLu`) ou mis en copie (`LotCopie`)
 PARIS = ZoneInfo("Europe/Paris")
 TAILLE_LOT = 5000
 SEUIL_PARALLELE = 4 << 20  # octets : en deçà (quelques milliers de factures), lire ici coûte moins qu'un processus
@@ -463,6 +457,13 @@ def _reconstruire(conn: Connection, index: list[Index]) -> None:
     for ix in index:
         ix.create(conn)
     conn.exec_driver_sql("PRAGMA threads = 0")
+
+
+class _AvecAvoirs(Protocol):
+    avoirs: list[AvoirLu]
+
+
+L = TypeVar("L", bound=_AvecAvoirs)  # un lot lu (`LotLu`) ou mis en copie (`LotCopie`)
 
 
 def _ecrire(lots: Iterable[L], ecrire_lot: Callable[[L], int], imp: _Import) -> None:
