@@ -583,6 +583,9 @@ class _Memoire:
         # Reste dû → clé du payeur → id → facture ouverte de ce reste (les couples lus, tenus à jour).
         self.familles: dict[int, dict[str, dict[int, Candidate]]] = {}
         self.familles_lues: set[tuple[int, str]] = set()
+        # De chaque facture de cet index, ce qu'en montre une suggestion (`_legere`), tenu à jour comme lui :
+        # un chèque à la facture inconnue ne fait que suggérer la famille, sans lire ses factures entières.
+        self.legeres: dict[int, tuple[Any, ...]] = {}
         # Les retenues de (reste, mots du tireur, ordre par numéro) tant que cet index ne change pas : les
         # chèques d'une même famille et d'un même tarif reviennent dans un lot (les recalculer triait toutes
         # les factures ouvertes de ce reste à chaque chèque).
@@ -676,13 +679,19 @@ class _Memoire:
         # Tous les couples (reste, clé) du produit sont lus : marqués comme tels.
         self.familles_lues.update((m, c) for m in montants for c in cles)
         # La clé du payeur est dans l'index des restes : seules les factures cherchées sont lues.
-        rangees = lire_par_cles(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.payeur_cle "
-                                       "FROM etat_facture e JOIN facture f ON f.id = e.facture_id "
+        rangees = lire_par_cles(self.conn, "SELECT f.echeance, f.numero, e.reste_du, f.id, e.payeur_cle, "
+                                       "f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
+                                       "f.nom, f.prenom FROM etat_facture e JOIN facture f ON f.id = e.facture_id "
+                                       "JOIN dossier d ON d.id = f.dossier_id "
                                        f"WHERE e.payeur_cle IN ({', '.join([self.marque] * len(cles))}) "
                                        f"AND {_OUVERTES} AND e.reste_du {{cles}}", montants, avant=cles)
-        for echeance, numero, m, fid, cle in rangees:
+        legeres = self.legeres
+        for r in rangees:
+            fid = r[3]
             if fid not in self.en_attente:  # lue avant ou après l'écriture en cours : voir plus bas
-                self.familles.setdefault(m, {}).setdefault(cle, {})[fid] = ((_jour(echeance), numero), fid)
+                jour = _jour(r[0])
+                self.familles.setdefault(r[2], {}).setdefault(r[4], {})[fid] = ((jour, r[1]), fid)
+                legeres[fid] = (r[1], *r[5:], jour)
         # Les factures du lot pas encore écrit : leur état décidé (celui que la base aura), pas celui lu.
         montants_lus, cles_lues = set(montants), set(cles)
         for fid in self.en_attente:
@@ -691,6 +700,7 @@ class _Memoire:
             if statut in STATUTS_FAMILLE and reste in montants_lus and cle in cles_lues:
                 f = self.factures[fid]
                 self.familles.setdefault(reste, {}).setdefault(cle, {})[fid] = ((f.echeance, f.numero), fid)
+                self.legeres[fid] = _legere(f)
 
     def retenues(self, montant: int, mots: frozenset[str], *, par_numero: bool) -> list[int]:
         """Les cinq premières factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots
@@ -708,8 +718,11 @@ class _Memoire:
     def ecrites(self, factures: Iterable[FactureEtat]) -> None:
         """Des factures viennent d'être écrites : l'index des familles suit la base."""
         self.retenues_lues.clear()
+        legeres = self.legeres
         for f in factures:
             self.modifiees.add(f.id)
+            if f.id in legeres:
+                legeres[f.id] = _legere(f)
             reste_avant, statut_avant = self.ecrit[f.id]
             self.ecrit[f.id] = (f.reste, f.statut)
             if (reste_avant, statut_avant) == (f.reste, f.statut):
@@ -719,6 +732,17 @@ class _Memoire:
                 self.familles.get(reste_avant, {}).get(cle, {}).pop(f.id, None)
             if f.statut in STATUTS_FAMILLE and (f.reste, cle) in self.familles_lues:
                 self.familles.setdefault(f.reste, {}).setdefault(cle, {})[f.id] = ((f.echeance, f.numero), f.id)
+                legeres[f.id] = _legere(f)
+
+    def instantane(self, fid: int) -> FactureEtat:
+        """Une facture de l'index des familles telle qu'à cet instant, pour une suggestion : sans ses lignes."""
+        f = self.factures.get(fid)
+        if f is not None:
+            return FactureEtat(f.id, f.numero, f.dossier_id, f.dossier, f.regie, f.statut, f.montant, f.paye,
+                               f.avoirs, f.echeance, f.titree, [], f.nom, f.prenom)
+        numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, nom, prenom, echeance = self.legeres[fid]
+        return FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance,
+                           statut == "titree", [], nom, prenom)
 
     # --- Suggestions ----------------------------------------------------------------------------
 
@@ -886,8 +910,9 @@ class _Lot:
             suggestions_seules = suggerer and f is None and bool(p.reference_facture)
             d = regles.decider_cheque(p, f, [] if suggestions_seules else famille, sans)
             if suggerer and d.anomalie == "REFERENCE_INCONNUE":
+                # Des instantanés déjà (facture désignée inconnue), ou les factures du lot, copiées.
                 return d, functools.partial(regles.decider_cheque, p, None if f is None else _copie(f),
-                                            [_copie(x) for x in famille])
+                                            famille if p.reference_facture else [_copie(x) for x in famille])
             return d, None
         if p.canal == "virement":
             jetons = set(_JETON.findall(str(p.details.get("texte") or "")))
@@ -938,8 +963,9 @@ class _Lot:
         if not cheques:
             return
         self.memoire.charger_familles((v.montant, _jetons_du_tireur(v)) for v in cheques)
-        # Les factures retenues pour tout le lot, chargées d'un coup plutôt que chèque par chèque.
-        self.memoire.charger(ids={fid for v in cheques for fid in self._retenues(v)})
+        # Les factures retenues pour tout le lot, chargées d'un coup plutôt que chèque par chèque ; celles
+        # d'un chèque à la facture inconnue ne servent qu'à suggérer : l'index suffit (`_Memoire.instantane`).
+        self.memoire.charger(ids={fid for v in cheques if not v.reference_facture for fid in self._retenues(v)})
 
     def _retenues(self, p: PaiementVue) -> list[int]:
         """Les factures de la famille du tireur qui comptent pour la décision, au plus cinq.
@@ -951,10 +977,16 @@ class _Lot:
         return self.memoire.retenues(p.montant, _jetons_du_tireur(p), par_numero=bool(p.reference_facture))
 
     def _famille_du_tireur(self, p: PaiementVue) -> list[FactureEtat]:
-        """Factures ouvertes d'exactement ce montant dont le payeur porte le nom et le prénom du tireur."""
+        """Factures ouvertes d'exactement ce montant dont le payeur porte le nom et le prénom du tireur.
+
+        À côté d'une facture désignée inconnue, la famille ne fait que des suggestions : des instantanés sans
+        lignes, pris dans l'index des familles, plutôt que les factures entières.
+        """
         if not _jetons_du_tireur(p):
             return []
         retenues = self._retenues(p)
+        if p.reference_facture:
+            return [self.memoire.instantane(i) for i in retenues]
         self.memoire.charger(ids=retenues)
         return [self.factures[i] for i in retenues]
 
@@ -1130,6 +1162,12 @@ def _copie(f: FactureEtat) -> FactureEtat:
     return FactureEtat(f.id, f.numero, f.dossier_id, f.dossier, f.regie, f.statut, f.montant, f.paye, f.avoirs,
                        f.echeance, f.titree, [LigneEtat(lg.rang, lg.montant, lg.paye, lg.avoirs, lg.eligible_cesu,
                                                         lg.cesu) for lg in f.lignes], f.nom, f.prenom)
+
+
+def _legere(f: FactureEtat) -> tuple[Any, ...]:
+    """Ce que `_Memoire.legeres` tient d'une facture, dans l'ordre de la requête de `charger_familles`."""
+    return (f.numero, f.dossier_id, f.dossier, f.regie, f.statut, f.montant, f.paye, f.avoirs, f.nom, f.prenom,
+            f.echeance)
 
 
 def _decoder_details(valeur: Any) -> dict[str, Any]:

@@ -113,9 +113,20 @@ def appliquer(d: Decision, montant: int, f: FactureEtat, **options: Any) -> Deci
     return d
 
 
-def inconnue(regle: str, preuve: dict[str, Any], raison: str, suggestions: list[dict[str, Any]]) -> Decision:
+# Une facture à suggérer : (score, pourquoi, facture).
+Proposition = tuple[float, str, FactureEtat]
+
+
+def _rang(c: Proposition) -> tuple[float, str]:
+    return -c[0], c[2].numero
+
+
+def inconnue(regle: str, preuve: dict[str, Any], raison: str, candidates: list[Proposition]) -> Decision:
+    """La référence ne mène à aucune facture : les cinq meilleures candidates (score, puis numéro) suggérées ;
+    les autres ne sont pas mises en forme."""
     return Decision(regle, preuve, anomalie="REFERENCE_INCONNUE", raison=raison,
-                    suggestions=sorted(suggestions, key=lambda s: (-s["score"], s["facture"]))[:5])
+                    suggestions=[suggestion(f, score, pourquoi)
+                                 for score, pourquoi, f in sorted(candidates, key=_rang)[:5]])
 
 
 # --- Par canal -------------------------------------------------------------------------------------
@@ -142,7 +153,7 @@ def decider_buraliste(p: PaiementVue, f: FactureEtat | None, proches: list[Factu
     if f is None:
         return inconnue("datamatrix_numero_dette", preuve,
                         f"Aucune facture ne porte le numéro de dette {p.reference_facture}.",
-                        [suggestion(x, 0.4, "reste égal au montant payé") for x in proches])
+                        [(0.4, "reste égal au montant payé", x) for x in proches])
     return appliquer(Decision("datamatrix_numero_dette", lu), p.montant, f)
 
 
@@ -157,7 +168,7 @@ def decider_cesu(p: PaiementVue, f: FactureEtat | None, proches: list[FactureEta
                                f"de validité ({date_limite_validite(millesime).isoformat()}) : rien n'est affecté.")
     if f is None:
         return inconnue("cesu_numero_facture", preuve, f"La facture {p.reference_facture} est inconnue.",
-                        [suggestion(x, 0.4, "reste éligible égal à la valeur du titre") for x in proches])
+                        [(0.4, "reste éligible égal à la valeur du titre", x) for x in proches])
     return appliquer(Decision("cesu_numero_facture", preuve), p.montant, f, cesu=True)
 
 
@@ -169,8 +180,8 @@ def decider_cheque(p: PaiementVue, f: FactureEtat | None, famille: list[FactureE
         if f is None:
             de_la_famille = {x.id for x in famille}  # une facture n'est suggérée qu'une fois, à son meilleur score
             return inconnue("cheque_numero_facture", preuve, f"La facture {p.reference_facture} est inconnue.",
-                            [suggestion(x, 0.6, "famille du tireur, reste égal au montant") for x in famille]
-                            + [suggestion(x, 0.3, "reste égal au montant") for x in proches
+                            [(0.6, "famille du tireur, reste égal au montant", x) for x in famille]
+                            + [(0.3, "reste égal au montant", x) for x in proches
                                if x.id not in de_la_famille])
         return appliquer(Decision("cheque_numero_facture", preuve), p.montant, f)
     # Sans facture : la famille du tireur et une facture ouverte d'exactement ce montant.
@@ -187,7 +198,7 @@ def decider_cheque(p: PaiementVue, f: FactureEtat | None, famille: list[FactureE
     return inconnue("cheque_tireur_montant", preuve,
                     f"Chèque sans numéro de facture : aucune facture ouverte de {eur(p.montant)} € dans une famille "
                     f"au nom du tireur ({tireur}).",
-                    [suggestion(x, 0.3, "reste égal au montant, autre nom") for x in proches])
+                    [(0.3, "reste égal au montant, autre nom", x) for x in proches])
 
 
 def decider_virement(p: PaiementVue, trouvees: list[FactureEtat], proches: list[FactureEtat]) -> Decision:
@@ -201,7 +212,7 @@ def decider_virement(p: PaiementVue, trouvees: list[FactureEtat], proches: list[
                         suggestions=[suggestion(x, 0.5, "citée dans le libellé") for x in trouvees][:5])
     return inconnue("virement_reference_texte", preuve,
                     "Aucun numéro de facture ni référence PayFiP connus dans le libellé du virement.",
-                    [suggestion(x, 0.4, "reste égal au montant du virement") for x in proches])
+                    [(0.4, "reste égal au montant du virement", x) for x in proches])
 
 
 def decider_payfip(p: PaiementVue, panier: list[tuple[FactureEtat, int]], f: FactureEtat | None) -> Decision:

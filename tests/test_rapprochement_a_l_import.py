@@ -278,3 +278,47 @@ def test_une_facture_payee_puis_oubliee_est_relue_telle_que_l_import_l_a_laissee
     monkeypatch.setenv("REGIE_RAPPROCHEMENT_LOT", "1")
     _jouer_retour_sur_une_facture(app, tmp_path / "en_deux_temps", a_l_import=False)
     assert _photo(app) == photo
+
+
+def _jouer_suggestions_de_la_famille(app: Application, dossier: Path, *, a_l_import: bool) -> None:
+    """Une facture de la famille suggérée au premier lot, entamée au troisième, oubliée ensuite, puis suggérée
+    de nouveau au sixième."""
+    sc, o, apres = _demarrer(app, dossier, a_l_import)
+    dupont = {**FACTURE["payeur"], "nom": "DUPONT", "prenom": "LUC"}
+    a, b, c = "F01-26-05-0000601", "F01-26-05-0000602", "F01-26-05-0000603"
+    sc.factures(autre(a, "30.00", dossier="D000888", payeur=dupont),
+                autre(b, "20.00", dossier="D000888", payeur=dupont), autre(c, "40.00"))
+    texte = ("remise;numero_cheque;tireur;banque;montant;facture;recu_le\r\n"
+             "RC-7;0;DUPONT LUC;CCM;30.00;F01-26-05-9999990;2026-05-15\r\n"  # inconnue : suggère 601
+             "RC-7;1;DUPONT LUC;CCM;20.00;F01-26-05-9999991;2026-05-15\r\n"  # et 602
+             f"RC-7;2;DUPONT LUC;CCM;10.00;{a};2026-05-15\r\n"  # 601 : reste 30 → 20
+             f"RC-7;3;MARTIN CLAIRE;CCM;5.00;{c};2026-05-15\r\n"  # d'autres lots : 601 sort de la mémoire
+             f"RC-7;4;MARTIN CLAIRE;CCM;5.00;{c};2026-05-15\r\n"
+             "RC-7;5;DUPONT LUC;CCM;20.00;F01-26-05-9999992;2026-05-15\r\n")  # suggère 601 et 602, à 20 €
+    sc.importer("cheque", texte.encode(), "cheques.csv", **o)
+    apres()
+
+
+@pytest.mark.parametrize("a_l_import", [True, False])
+def test_la_famille_suggeree_montre_l_etat_de_ses_factures_au_moment_de_la_decision(
+        app: Application, tmp_path: Path, a_l_import: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Les suggestions de la famille du tireur (facture désignée inconnue) disent le reste et le statut de
+    chaque facture à l'instant du chèque, même quand un lot d'avant l'a entamée puis que la mémoire l'a oubliée."""
+    from rapprochement import moteur
+
+    monkeypatch.setattr(moteur, "TAILLE_LOT", 1)
+    monkeypatch.setenv("REGIE_RAPPROCHEMENT_LOT", "1")
+    monkeypatch.setenv("REGIE_PAUSE_AU", "ecriture_lot:0.05")
+    _jouer_suggestions_de_la_famille(app, tmp_path / "jeu", a_l_import=a_l_import)
+    with app.moteur.connect() as c:
+        suggestions = dict(c.execute(select(Paiement.reference, Anomalie.suggestions)
+                                     .join(Anomalie, Anomalie.paiement_id == Paiement.id)).all())
+
+    def famille(reference: str) -> list[tuple[str, str, str, str, float]]:
+        return [(s["facture"], s["montant"], s["reste"], s["statut"], s["score"]) for s in suggestions[reference]
+                if s["pourquoi"].startswith("famille du tireur")]
+
+    assert famille("RC-7/0") == [("F01-26-05-0000601", "30.00", "30.00", "emise", 0.6)]
+    assert famille("RC-7/1") == [("F01-26-05-0000602", "20.00", "20.00", "emise", 0.6)]
+    assert famille("RC-7/5") == [("F01-26-05-0000601", "30.00", "20.00", "partiellement_payee", 0.6),
+                                 ("F01-26-05-0000602", "20.00", "20.00", "emise", 0.6)]
