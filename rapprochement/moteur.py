@@ -464,8 +464,10 @@ def _lire_d_avance(url: str, cles: list[tuple[list[int], list[str]]]) -> Iterato
                 rangees: list[tuple[Any, ...]] = []
                 for colonne, valeurs in (("f.id", ids), ("f.numero", numeros)):
                     if valeurs:
-                        rangees += lire_par_cles(conn, f"SELECT {_COLONNES_FACTURE} {_FROM_FACTURE} "
-                                                       f"WHERE {colonne} {{cles}}", valeurs)
+                        # Les lignes décodées ici, réduites à ce que lit le moteur : celui-ci n'a plus de JSON à
+                        # décoder (le vingtième de son travail), et il en reçoit trois fois moins.
+                        rangees += [(*r[:14], _lignes_utiles(r[14])) for r in lire_par_cles(
+                            conn, f"SELECT {_COLONNES_FACTURE} {_FROM_FACTURE} WHERE {colonne} {{cles}}", valeurs)]
                 yield _ENCODEUR_PRELUES.encode(rangees)
     finally:
         moteur.dispose()  # la connexion fermée proprement (le processus sort sans finaliseurs)
@@ -609,11 +611,10 @@ class _Memoire:
                 if fid not in self.par_refdet[refdet]:
                     self.par_refdet[refdet].append(fid)
                 continue
-            # Le moteur ne lit d'une ligne que son rang, son montant et son éligibilité au CESU : décodée
-            # sans type (tableaux), la date de naissance n'est pas convertie pour rien.
+            # Le texte JSON lu de la base, ou ses lignes déjà réduites par la lecture d'avance.
+            utiles: list[list[Any]] = lignes if isinstance(lignes, list) else _lignes_utiles(lignes)
             f = FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, _jour(echeance),
-                            False, [LigneEtat(lg[_RANG], lg[_MONTANT], 0, 0, lg[_ELIGIBLE])
-                                    for lg in _decoder_json(lignes)], nom, prenom)
+                            False, [LigneEtat(lg[0], lg[1], 0, 0, lg[2]) for lg in utiles], nom, prenom)
             self.factures[fid] = f
             self.cle_de[fid] = cle
             self.refdet_de[fid] = refdet
@@ -1151,6 +1152,14 @@ class _Lot:
 _decoder_json = msgspec.json.Decoder().decode
 # Les positions, dans le tableau JSON d'une ligne de facture, des seuls champs que le moteur lit.
 _RANG, _MONTANT, _ELIGIBLE = (LigneFacture.__struct_fields__.index(n) for n in ("rang", "montant", "eligible_cesu"))
+
+
+def _lignes_utiles(lignes: str) -> list[list[Any]]:
+    """Des lignes d'une facture (texte JSON), ce que lit le moteur : [rang, montant, éligible au CESU] chacune.
+
+    Décodées sans type (tableaux) : la date de naissance n'est pas convertie pour rien.
+    """
+    return [[lg[_RANG], lg[_MONTANT], lg[_ELIGIBLE]] for lg in _decoder_json(lignes)]
 
 
 def _copie(f: FactureEtat) -> FactureEtat:
