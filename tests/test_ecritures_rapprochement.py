@@ -60,3 +60,24 @@ def test_mettre_a_jour_par_paquets_pleins_et_reste_n_oublie_aucune_ligne(app: Ap
     with app.moteur.connect() as c:
         payes = dict(c.execute(select(EtatFacture.facture_id, EtatFacture.paye)).all())
     assert [payes[fid] for fid in ids] == list(range(1, 451))
+
+
+def test_une_insertion_en_masse_ecrit_null_ou_tout_le_lot_est_vide_et_chaque_valeur_ailleurs(app: Application) -> None:
+    """Une colonne vide dans tout le lot (NULL écrit dans l'instruction sous SQLite), une autre vide par endroits :
+    chaque rangée relue telle qu'écrite, paquets pleins et reste compris."""
+    from datetime import UTC, date, datetime
+
+    from regie.registre.masse import inserer_tuples, table_de
+    from regie.registre.modeles import Remise
+
+    instant = datetime(2026, 6, 1, 8, 30, tzinfo=UTC)
+    rangees = [(f"RC-T{i:04d}", "cheque", i, 1, "en_attente", date(2026, 6, 1) if i % 3 else None, None, instant)
+               for i in range(451)]
+    with app.moteur.begin() as c:
+        inserer_tuples(c, table_de(Remise), ("identifiant", "canal", "montant", "nombre", "statut", "deposee_le",
+                                             "confirmee_le", "cree_le"), rangees)
+    with app.moteur.connect() as c:
+        relues = c.execute(select(Remise.identifiant, Remise.montant, Remise.deposee_le, Remise.confirmee_le,
+                                  Remise.cree_le).where(Remise.identifiant.like("RC-T%"))
+                           .order_by(Remise.identifiant)).all()
+    assert [tuple(r) for r in relues] == [(i, m, d, None, instant) for i, _, m, _, _, d, _, _ in rangees]

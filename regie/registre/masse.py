@@ -108,6 +108,7 @@ def preparer_insertion(dialect: Dialect, table: FromClause, colonnes: Sequence[s
              and (proc := table.c[c].type._cached_bind_processor(dialect)) is not None]
     donnees: Sequence[Sequence[Any]] = lignes
     binaire = _types_binaires(table, colonnes) if postgresql else None
+    nulles: set[int] = set()
     if procs or (postgresql and binaire is None):
         # Conversion par colonne (transposition en C) plutôt que ligne à ligne en Python.
         par_colonne: list[Sequence[Any]] = list(zip(*lignes, strict=True))
@@ -118,6 +119,14 @@ def preparer_insertion(dialect: Dialect, table: FromClause, colonnes: Sequence[s
             for i, valeurs in enumerate(par_colonne):
                 if isinstance(valeurs[0], date):
                     par_colonne[i] = _convertir_colonne(valeurs, _iso)
+        if not postgresql:
+            # SQLite : une colonne vide dans tout le lot s'écrit NULL dans l'instruction. Le pilote cherche un
+            # adaptateur pour chaque None lié (trois mille instructions, 2 % d'un import de chèques).
+            nulles = {i for i, valeurs in enumerate(par_colonne)
+                      if valeurs[0] is None and valeurs.count(None) == len(valeurs)}
+            if len(nulles) == len(colonnes):
+                nulles.clear()  # au moins un paramètre par rangée
+            par_colonne = [v for i, v in enumerate(par_colonne) if i not in nulles]
         donnees = list(zip(*par_colonne, strict=True))
     noms = ", ".join(colonnes)
     if postgresql:
@@ -127,9 +136,9 @@ def preparer_insertion(dialect: Dialect, table: FromClause, colonnes: Sequence[s
         return [Ecriture(f"COPY {table.name} ({noms}) FROM STDIN{format_}", donnees,  # type: ignore[attr-defined]
                          copie=True, types_binaires=binaire)]
     marque = "?" if dialect.paramstyle == "qmark" else "%s"
-    rangee = f"({', '.join([marque] * len(colonnes))})"
+    rangee = f"({', '.join('NULL' if i in nulles else marque for i in range(len(colonnes)))})"
     debut = f"INSERT INTO {table.name} ({noms}) VALUES "  # type: ignore[attr-defined]
-    return preparer_paquets(lambda k: debut + ", ".join([rangee] * k), donnees, len(colonnes))
+    return preparer_paquets(lambda k: debut + ", ".join([rangee] * k), donnees, len(colonnes) - len(nulles))
 
 
 def preparer_paquets(instruction: Callable[[int], str], rangees: Sequence[Sequence[Any]],
