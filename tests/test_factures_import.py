@@ -478,3 +478,46 @@ def test_la_commande_dit_ce_qu_elle_a_fait_et_sort_avec_les_codes_du_contrat(reg
     res = regie_cli("etat", "--json")
     assert res.returncode == 0
     assert json.loads(res.stdout)["factures"][0]["numero"] == "F01-26-05-0000123"
+
+
+@pytest.fixture
+def empreinte_pendant_l_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chaque fichier traité comme un gros : son SHA-256 calculé dans un fil pendant l'import."""
+    from regie.services import fichiers
+
+    monkeypatch.setattr(fichiers, "SEUIL_EMPREINTE_PENDANT_L_IMPORT", 0)
+
+
+@pytest.mark.usefixtures("empreinte_pendant_l_import")
+def test_un_gros_fichier_recoit_a_la_fin_l_empreinte_calculee_pendant_son_import(
+        app: Application, tmp_path: Path) -> None:
+    """Inscrit sous une empreinte provisoire, il garde la sienne ; le même contenu sous un autre nom, reconnu
+    une fois son empreinte connue, est annulé en entier : rien ne change, pas même la liste des fichiers."""
+    chemin = ecrire(tmp_path, "f.jsonl", [facture(), facture("F01-26-05-0000124")])
+    rapport = importer_fichier_factures(app, chemin)
+    assert (rapport.deja_importe, rapport.importes) == (False, 2)
+    with app.sessions() as s:
+        assert [tuple(r) for r in s.execute(select(FichierRecu.nom, FichierRecu.sha256, FichierRecu.taille,
+                                                   FichierRecu.statut))] == [
+            ("f.jsonl", hashlib.sha256(chemin.read_bytes()).hexdigest(), chemin.stat().st_size, "importe")]
+    avant = etat(app)
+    copie = tmp_path / "copie.jsonl"
+    copie.write_bytes(chemin.read_bytes())
+    with capture_logs() as evenements:
+        rapport = importer_fichier_factures(app, copie)
+    assert rapport.deja_importe and "déjà importé" in rapport.message()
+    assert [e["reconnu_par"] for e in evenements if e["event"] == "fichier_deja_importe"] == ["sha256"]
+    assert etat(app) == avant
+    assert (compter(app, Facture), compter(app, FichierRecu)) == (2, 1)
+
+
+@pytest.mark.usefixtures("empreinte_pendant_l_import")
+def test_un_gros_fichier_refuse_est_mis_en_quarantaine_sous_sa_propre_empreinte(
+        app: Application, tmp_path: Path) -> None:
+    chemin = ecrire(tmp_path, "f.jsonl", [facture()], brut=["{pas du json"])
+    with pytest.raises(FichierRefuse):
+        importer_fichier_factures(app, chemin)
+    with app.sessions() as s:
+        assert [tuple(r) for r in s.execute(select(FichierRecu.sha256, FichierRecu.statut))] == [
+            (hashlib.sha256(chemin.read_bytes()).hexdigest(), "refuse")]
+    assert compter(app, Facture) == 0
