@@ -322,3 +322,24 @@ def test_la_famille_suggeree_montre_l_etat_de_ses_factures_au_moment_de_la_decis
     assert famille("RC-7/1") == [("F01-26-05-0000602", "20.00", "20.00", "emise", 0.6)]
     assert famille("RC-7/5") == [("F01-26-05-0000601", "30.00", "20.00", "partiellement_payee", 0.6),
                                  ("F01-26-05-0000602", "20.00", "20.00", "emise", 0.6)]
+
+
+def test_aucun_lot_ne_reste_en_memoire_quand_le_ramasse_miettes_est_suspendu(
+        app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Le moteur suspend le ramasse-miettes : un cycle qui tiendrait un lot (ses factures, ses décisions) ne serait
+    jamais libéré, et la mémoire grandirait avec le fichier. Compilé, une fonction imbriquée en fait un."""
+    import gc
+
+    from rapprochement import moteur
+
+    monkeypatch.setattr(moteur, "TAILLE_LOT", 1)
+    monkeypatch.setenv("REGIE_RAPPROCHEMENT_LOT", "1")
+    gc.collect()
+    gc.disable()
+    try:
+        _jouer(app, tmp_path / "jeu", a_l_import=True)
+        _jouer_croise(app, tmp_path / "croise", a_l_import=False)
+        restants = [type(o).__name__ for o in gc.get_objects() if type(o) in (moteur._Lot, moteur._Memoire)]
+    finally:
+        gc.enable()
+    assert restants == []
