@@ -722,26 +722,24 @@ class _Memoire:
         legeres = self.legeres
         for f in factures:
             self.modifiees.add(f.id)
-            if f.id in legeres:
-                legeres[f.id] = _legere(f)
             reste_avant, statut_avant = self.ecrit[f.id]
             self.ecrit[f.id] = (f.reste, f.statut)
             if (reste_avant, statut_avant) == (f.reste, f.statut):
-                continue
+                continue  # ni l'index ni ce qu'en montre une suggestion (le payé suit le reste) ne changent
             cle = self.cle_de[f.id]
             if statut_avant in STATUTS_FAMILLE and (reste_avant, cle) in self.familles_lues:
                 self.familles.get(reste_avant, {}).get(cle, {}).pop(f.id, None)
-            if f.statut in STATUTS_FAMILLE and (f.reste, cle) in self.familles_lues:
+            entre = f.statut in STATUTS_FAMILLE and (f.reste, cle) in self.familles_lues
+            if entre:
                 self.familles.setdefault(f.reste, {}).setdefault(cle, {})[f.id] = ((f.echeance, f.numero), f.id)
+            if entre or f.id in legeres:
                 legeres[f.id] = _legere(f)
 
     def instantane(self, fid: int) -> FactureEtat:
         """Une facture de l'index des familles telle qu'à cet instant, pour une suggestion : sans ses lignes."""
         f = self.factures.get(fid)
-        if f is not None:
-            return FactureEtat(f.id, f.numero, f.dossier_id, f.dossier, f.regie, f.statut, f.montant, f.paye,
-                               f.avoirs, f.echeance, f.titree, [], f.nom, f.prenom)
-        numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, nom, prenom, echeance = self.legeres[fid]
+        numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, nom, prenom, echeance = (
+            self.legeres[fid] if f is None else _legere(f))
         return FactureEtat(fid, numero, dossier_id, dossier, regie, statut, montant, paye, avoirs, echeance,
                            statut == "titree", [], nom, prenom)
 
