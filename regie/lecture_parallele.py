@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+PRIORITE_LECTEUR = 10  # de combien un processus de lecture est moins prioritaire (nice)
 _FIN = object()
 
 
@@ -125,6 +126,9 @@ def _enfant(produire: Callable[[], Iterator[Any]], ecriture: Connection, lecture
     # Le bout de lecture hérité du parent, fermé : si le parent meurt, écrire échoue (tube rompu) et
     # l'enfant s'arrête, au lieu d'attendre sans fin qu'on lise un tube plein.
     lecture.close()
+    # Le processus qui écrit est le chemin critique : un lecteur ne lui dispute jamais un cœur, il prend
+    # ce qui reste (sous PostgreSQL, aussi ce que le serveur laisse).
+    os.nice(PRIORITE_LECTEUR)
     try:
         for element in produire():
             ecriture.send(("lot", element))

@@ -31,6 +31,22 @@ def test_les_lots_arrivent_tous_dans_l_ordre_depuis_un_autre_processus() -> None
     assert {pid for _, pid in recus} != {os.getpid()}  # calculés ailleurs
 
 
+def _priorite() -> Iterator[int]:
+    yield os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_un_processus_de_lecture_cede_le_processeur_a_celui_qui_ecrit() -> None:
+    """Sur deux cœurs, lecteurs, processus qui écrit et serveur se les disputent : le lecteur passe après."""
+    from regie.lecture_parallele import PRIORITE_LECTEUR, en_parallele_entrelace
+
+    ici = os.getpriority(os.PRIO_PROCESS, 0)
+    attendue = min(ici + PRIORITE_LECTEUR, 19)
+    assert attendue > ici
+    assert list(en_parallele(_priorite)) == [attendue]
+    assert list(en_parallele_entrelace(lambda rang, processus: _priorite())) == [attendue, attendue]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == ici  # celui qui écrit garde la sienne
+
+
 def test_sans_parallele_tout_se_fait_ici() -> None:
     assert {pid for _, pid in en_parallele(lambda: _nombres(5), parallele=False)} == {os.getpid()}
 
@@ -97,7 +113,11 @@ def test_un_import_lu_en_parallele_donne_le_meme_registre_qu_en_ligne(app: Appli
     assert etat(app)["familles"] == [{"dossier": "D004512", "du": f"{77 * 40 - 7}.00", "credit": "0.00"}]
 
 
-def test_un_fichier_refuse_en_parallele_dit_les_memes_erreurs_qu_en_ligne(app: Application, tmp_path: Path) -> None:
+def test_un_fichier_refuse_en_parallele_dit_les_memes_erreurs_qu_en_ligne(
+        app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deux lecteurs se partagent le fichier par lots de trois lignes : les erreurs des lignes 5 et 30 sont lues
+    par l'un, celles des lignes 21 et 31 par l'autre ; elles sont dites dans l'ordre du fichier, comme en ligne."""
+    monkeypatch.setattr("regie.services.factures.TAILLE_LOT", 3)
     objets = [facture(f"F01-26-05-{i:07d}") for i in range(1, 30)]
     objets[4] = facture("F01-26-05-0000005", regie="INCONNUE")
     objets[20] = facture("F01-26-05-0000021", montant="1,00")

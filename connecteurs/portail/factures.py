@@ -411,6 +411,7 @@ def _controler_avoir(a: _AvoirJson, v: _Verif) -> AvoirLu | None:
 
 _DECODEUR = msgspec.json.Decoder(_FactureM | _AvoirM)
 _ENCODEUR = msgspec.json.Encoder()
+FICHIER_VIDE = "fichier vide : aucune facture ni aucun avoir"
 _MEMO_MAX = 4096  # entrées par mémo : la mémoire ne grandit pas avec le fichier
 
 
@@ -548,4 +549,4 @@ def lire_lignes_jsonl(lignes: Iterable[tuple[int, bytes]], ref: Referentiel, err
         if lu is not None:
             yield lu
     if vide and vide_refuse:
-        erreurs.ajouter(None, None, "fichier vide : aucune facture ni aucun avoir")
+        erreurs.ajouter(None, None, FICHIER_VIDE)

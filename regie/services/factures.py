@@ -17,13 +17,21 @@ from sqlalchemy import Connection, Dialect, Index, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from connecteurs.cesu.titres import debut_du_jour
-from connecteurs.portail.factures import AvoirLu, FactureLue, Referentiel, lire_jsonl, lire_lignes_jsonl, lire_objet
+from connecteurs.portail.factures import (
+    FICHIER_VIDE,
+    AvoirLu,
+    FactureLue,
+    Referentiel,
+    lire_jsonl,
+    lire_lignes_jsonl,
+    lire_objet,
+)
 from rapprochement.moteur import verrouiller
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import cle_payeur, repartir
 from regie.erreurs import CollecteurErreurs, ErreurLigne
-from regie.lecture_parallele import en_parallele, en_parallele_entrelace
+from regie.lecture_parallele import en_parallele_entrelace
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
 from regie.registre.etats import lire_facture, porter
@@ -184,7 +192,8 @@ COLONNES_COPIE = ("dossier_id", "numero", "regie_code", *COLONNES_FACTURE[4:])
 SQL_COPIE = f"COPY facture ({', '.join(COLONNES_COPIE)}) FROM STDIN (FORMAT BINARY)"
 
 
-# Un lot lu pour la copie : ses factures prêtes à écrire (`rangee`), ses avoirs, ses erreurs nouvelles.
+# Un lot de lignes lu par l'un des lecteurs : ses factures prêtes à écrire (`rangee`), ses avoirs, ses erreurs
+# nouvelles.
 LotACopier = tuple[list[Rangee], list[AvoirLu], list[ErreurLigne]]
 
 
@@ -208,8 +217,14 @@ def _lots_entrelaces(flux: IO[bytes], nom: str, referentiel: Referentiel, rang: 
 
     def rendre() -> LotACopier:
         nonlocal factures, avoirs, rendues, prochain
-        lot = (factures, avoirs, lues.erreurs[rendues:])
-        factures, avoirs, rendues, prochain = [], [], len(lues.erreurs), prochain + processus
+        # Les erreurs des lignes de ce lot seulement : celles d'un lot suivant, lues avant lui, attendent le
+        # leur (entre les deux passe un lot de l'autre lecteur, et les erreurs se disent dans l'ordre du fichier).
+        fin = rendues
+        while fin < len(lues.erreurs) and ((ligne := lues.erreurs[fin].ligne) is None
+                                            or (ligne - 1) // taille <= prochain):
+            fin += 1
+        lot = (factures, avoirs, lues.erreurs[rendues:fin])
+        factures, avoirs, rendues, prochain = [], [], fin, prochain + processus
         return lot
 
     for lu in lire_lignes_jsonl(mes_lignes(), referentiel, lues, vide_refuse=False):
@@ -538,13 +553,25 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
             with chemin.open("rb") as flux, sans_ramasse_miettes():
                 yield from lire_par_lots(lire_jsonl(flux, nom, referentiel, lues), lues)
 
+        def lire_entrelace(rang: int, nombre: int) -> Iterator[LotLu]:
+            with chemin.open("rb") as flux, sans_ramasse_miettes():
+                for factures, avoirs, lues in _lots_entrelaces(flux, nom, referentiel, rang, nombre, TAILLE_LOT):
+                    yield LotLu(_ENCODEUR_RANGEES.encode(factures), avoirs, lues)
+
         # Dans la transaction : un import refusé ou interrompu rend les index tels qu'ils étaient.
         differes = _index_differes(conn, taille)
         if taille >= SEUIL_PARALLELE:
             imp.precharger_dossiers(taille // OCTETS_PAR_FACTURE)
-        if not (parallele and conn.dialect.name == "postgresql" and _ecrire_tel_quel(imp, chemin, referentiel)):
+        if not parallele:
             with sans_ramasse_miettes():
-                _ecrire(en_parallele(lire, parallele=parallele), imp.lot_lu, imp)
+                _ecrire(lire(), imp.lot_lu, imp)
+        elif not (conn.dialect.name == "postgresql" and _ecrire_tel_quel(imp, chemin, referentiel)):
+            # Un seul lecteur ne suit pas le processus qui écrit (SQLite) : deux, à tour de rôle, chacun
+            # ses lots de lignes ; chaque lot dit ses erreurs, un fichier sans rien est vide.
+            with sans_ramasse_miettes():
+                _ecrire(en_parallele_entrelace(lire_entrelace), imp.lot_lu, imp)
+            if not (imp.factures or imp.avoirs or imp.ignores or erreurs):
+                erreurs.ajouter(None, None, FICHIER_VIDE)
         erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
         _reconstruire(conn, differes)
         conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
