@@ -17,6 +17,7 @@ from connecteurs.cesu.titres import (
     est_perime,
     ligne_eligible_cesu,
     lire_titres_cesu,
+    naissance_limite_cesu,
 )
 from connecteurs.modeles import PaiementRecu
 from regie.erreurs import FichierRefuse
@@ -171,6 +172,23 @@ def test_un_enfant_qui_a_6_ans_le_premier_jour_de_la_periode_n_est_plus_eligible
     assert ligne_eligible_cesu(True, date(2020, 9, 2), "2026-09")
     assert not ligne_eligible_cesu(True, date(2020, 9, 1), "2026-09")
     assert not ligne_eligible_cesu(True, date(2020, 8, 31), "2026-09")
+
+
+@given(st.dates(), st.integers(7, 9999), st.integers(1, 12))
+def test_la_date_limite_de_naissance_dit_la_meme_eligibilite_que_l_age(naissance: date, annee: int, mois: int) -> None:
+    """La lecture des factures compare la naissance à une date limite au lieu de calculer un âge : même règle,
+    29 février et veille du sixième anniversaire compris."""
+    periode = f"{annee:04d}-{mois:02d}"
+    assert (naissance > naissance_limite_cesu(periode)) == ligne_eligible_cesu(True, naissance, periode)
+
+
+def test_la_date_limite_de_naissance_est_le_jour_des_6_ans_au_premier_de_la_periode() -> None:
+    assert naissance_limite_cesu("2026-09") == date(2020, 9, 1)
+    assert naissance_limite_cesu("2026-03") == date(2020, 3, 1)  # né le 29 février 2020 : 6 ans le 1er mars
+    assert not ligne_eligible_cesu(True, date(2020, 2, 29), "2026-03")
+    for periode in ("0006-01", "2026-13"):
+        with pytest.raises(ValueError):
+            naissance_limite_cesu(periode)
 
 
 def test_une_prestation_non_cesu_ou_un_enfant_sans_naissance_n_est_pas_eligible() -> None:

@@ -285,6 +285,7 @@ def _ligne(champ: str, valeur: Any, rang: int = 0) -> dict[str, Any]:
     (facture(echeance="2026-04-01"), "echeance", "précède la date d'émission"),
     (facture(emise_le="2026-02-31"), "emise_le", "pas une date du calendrier"),
     (facture(periode="2026-13"), "periode", "AAAA-MM"),
+    (facture(periode="0000-05"), "periode", "AAAA-MM"),
     (facture("F-123"), "numero", "de 6 à 30 lettres ou chiffres"),
     (facture("F 2026 0001"), "numero", "1 à 30 caractères"),
     (facture(dossier=""), "dossier", "vide"),

@@ -110,6 +110,16 @@ def age_au(naissance: date, jour: date) -> int:
     return age
 
 
+def naissance_limite_cesu(periode: str) -> date:
+    """Né après ce jour (et pas ce jour-là), un enfant a moins de 6 ans le 1er de la période.
+
+    La règle de `ligne_eligible_cesu` en une comparaison de dates, pour la lecture d'un fichier de
+    factures ; ValueError pour une période mal formée ou d'avant l'an 7.
+    """
+    jour = premier_jour(periode)
+    return jour.replace(year=jour.year - AGE_LIMITE)
+
+
 def premier_jour(periode: str) -> date:
     """« AAAA-MM » → le 1er du mois ; ValueError sinon."""
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}", periode):

@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from connecteurs.cesu.titres import ligne_eligible_cesu
+from connecteurs.cesu.titres import ligne_eligible_cesu, naissance_limite_cesu
 from regie.erreurs import CollecteurErreurs
 from regie.montants import (
     MontantInvalide,
@@ -30,7 +30,7 @@ from regie.montants import (
 from regie.validation import message_erreur
 
 NUMERO = re.compile(r"[A-Za-z0-9/-]{1,30}")
-PERIODE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+PERIODE = re.compile(r"(?!0000)([0-9]{4})-(0[1-9]|1[0-2])")  # l'an 0 n'a pas de calendrier
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 COURRIEL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 CP = re.compile(r"[0-9]{5}")
@@ -447,8 +447,11 @@ def _periode_valide(texte: str) -> bool:
 
 
 @lru_cache(maxsize=_MEMO_MAX)
-def _eligible(naissance: date | None, periode: str) -> bool:
-    return ligne_eligible_cesu(True, naissance, periode)
+def _naissance_limite(periode: str) -> date | None:
+    try:
+        return naissance_limite_cesu(periode)
+    except ValueError:
+        return None
 
 
 class _LecteurRapide:
@@ -489,6 +492,10 @@ class _LecteurRapide:
         periode = f.periode
         if not _periode_valide(periode):
             return None
+        # Éligible CESU : prestation qui l'accepte et enfant né après cette date (moins de 6 ans).
+        limite = _naissance_limite(periode)
+        if limite is None:
+            return None
         emise_le = f.emise_le
         echeance = f.echeance
         if echeance < emise_le:
@@ -507,7 +514,7 @@ class _LecteurRapide:
             quantite, prix, montant_ligne = montants
             total += montant_ligne
             lignes.append(LigneLue(rang, lg.prestation, lg.libelle, lg.enfant, naissance, quantite, prix,
-                                   montant_ligne, cesu and _eligible(naissance, periode)))
+                                   montant_ligne, cesu and naissance is not None and naissance > limite))
         montant = _euros_ou_rien(f.montant)
         if montant is None or montant <= 0 or montant != total:
             return None
