@@ -35,15 +35,18 @@ def _priorite() -> Iterator[int]:
     yield os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def test_un_processus_de_lecture_cede_le_processeur_a_celui_qui_ecrit() -> None:
-    """Sur deux cœurs, lecteurs, processus qui écrit et serveur se les disputent : le lecteur passe après."""
+def test_un_processus_de_lecture_cede_le_processeur_a_celui_qui_ecrit_quand_on_le_lui_demande() -> None:
+    """Sur deux cœurs, lecteurs, processus qui écrit et serveur se les disputent : le lecteur des factures passe
+    après ; un lecteur que le processus principal attend (lecture d'avance) garde la priorité de celui-ci."""
     from regie.lecture_parallele import PRIORITE_LECTEUR, en_parallele_entrelace
 
     ici = os.getpriority(os.PRIO_PROCESS, 0)
-    attendue = min(ici + PRIORITE_LECTEUR, 19)
-    assert attendue > ici
-    assert list(en_parallele(_priorite)) == [attendue]
-    assert list(en_parallele_entrelace(lambda rang, processus: _priorite())) == [attendue, attendue]
+    cedee = min(ici + PRIORITE_LECTEUR, 19)
+    assert cedee > ici
+    assert list(en_parallele(_priorite, priorite=PRIORITE_LECTEUR)) == [cedee]
+    assert list(en_parallele_entrelace(lambda rang, processus: _priorite(), priorite=PRIORITE_LECTEUR)) == [
+        cedee, cedee]
+    assert list(en_parallele(_priorite)) == [ici]
     assert os.getpriority(os.PRIO_PROCESS, 0) == ici  # celui qui écrit garde la sienne
 
 

@@ -31,7 +31,7 @@ from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import cle_payeur, repartir
 from regie.erreurs import CollecteurErreurs, ErreurLigne
-from regie.lecture_parallele import en_parallele_entrelace
+from regie.lecture_parallele import PRIORITE_LECTEUR, en_parallele_entrelace
 from regie.montants import centimes_en_euros
 from regie.progression import Progression
 from regie.registre.etats import lire_facture, porter
@@ -513,7 +513,7 @@ def _ecrire_tel_quel(imp: _Import, chemin: Path, referentiel: Referentiel, *, pr
                                        _lots_entrelaces(flux, nom, referentiel, rang, nombre, taille), dialecte)
 
     debut = conn.begin_nested()
-    lots = en_parallele_entrelace(lire, processus=processus)
+    lots = en_parallele_entrelace(lire, processus=processus, priorite=PRIORITE_LECTEUR)
     try:
         try:
             with sans_ramasse_miettes():
@@ -569,7 +569,7 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
             # Un seul lecteur ne suit pas le processus qui écrit (SQLite) : deux, à tour de rôle, chacun
             # ses lots de lignes ; chaque lot dit ses erreurs, un fichier sans rien est vide.
             with sans_ramasse_miettes():
-                _ecrire(en_parallele_entrelace(lire_entrelace), imp.lot_lu, imp)
+                _ecrire(en_parallele_entrelace(lire_entrelace, priorite=PRIORITE_LECTEUR), imp.lot_lu, imp)
             if not (imp.factures or imp.avoirs or imp.ignores or erreurs):
                 erreurs.ajouter(None, None, FICHIER_VIDE)
         erreurs.verifier()  # lève : la transaction est annulée, rien n'est écrit
