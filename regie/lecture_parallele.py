@@ -21,9 +21,9 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-# De combien (nice) un lecteur qui n'est pas le chemin critique cède le processeur à celui qui écrit (et au
-# serveur PostgreSQL) : il prend ce qui reste. Pas un lecteur que le processus principal attend (lecture
-# d'avance des factures d'un lot de paiements : nice, 400 000 chèques prenaient 7 à 13 % de plus).
+# De combien (nice) un lecteur en avance sur celui qui écrit lui cède le processeur (et au serveur PostgreSQL) :
+# il prend ce qui reste. Pas un lecteur que le processus principal attend (lecture d'avance des factures d'un
+# lot de paiements) : le ralentir, c'est ralentir le moteur.
 PRIORITE_LECTEUR = 10
 _FIN = object()
 
