@@ -535,9 +535,9 @@ def importer_fichier_factures(app: Application, chemin: Path, *, origine: str | 
                               parallele: bool | None = None) -> RapportImport:
     """`regie factures importer` : refuse le fichier entier à la première erreur, après les avoir toutes listées.
 
-    Un gros fichier est lu et contrôlé dans un second processus pendant que celui-ci écrit
-    (`parallele`, par défaut au-delà de `SEUIL_PARALLELE` octets) ; sous PostgreSQL, par deux processus qui
-    le mettent au format de COPY (`_ecrire_tel_quel`).
+    Un gros fichier (`parallele`, par défaut au-delà de `SEUIL_PARALLELE` octets) est lu et contrôlé par deux
+    processus, à tour de rôle, pendant que celui-ci écrit (`lire_entrelace`) ; sous PostgreSQL, ils le mettent
+    en plus au format de COPY (`_ecrire_tel_quel`).
     """
     referentiel = app.referentiel
     taille = chemin.stat().st_size
