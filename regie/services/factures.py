@@ -194,11 +194,11 @@ SQL_COPIE = f"COPY facture ({', '.join(COLONNES_COPIE)}) FROM STDIN (FORMAT BINA
 
 # Un lot de lignes lu par l'un des lecteurs : ses factures prêtes à écrire (`rangee`), ses avoirs, ses erreurs
 # nouvelles.
-LotACopier = tuple[list[Rangee], list[AvoirLu], list[ErreurLigne]]
+LotDeLignes = tuple[list[Rangee], list[AvoirLu], list[ErreurLigne]]
 
 
 def _lots_entrelaces(flux: IO[bytes], nom: str, referentiel: Referentiel, rang: int, processus: int,
-                     taille: int) -> Iterator[LotACopier]:
+                     taille: int) -> Iterator[LotDeLignes]:
     """Les lots de lignes rang, rang + processus… (lot k : lignes k × taille + 1 à (k + 1) × taille), vides
     compris, jusqu'à la dernière ligne du fichier : pris à tour de rôle, ils redonnent tout le fichier."""
     lues = CollecteurErreurs(nom)
@@ -215,7 +215,7 @@ def _lots_entrelaces(flux: IO[bytes], nom: str, referentiel: Referentiel, rang: 
     prochain = rang
     rendues = 0
 
-    def rendre() -> LotACopier:
+    def rendre() -> LotDeLignes:
         nonlocal factures, avoirs, rendues, prochain
         # Les erreurs des lignes de ce lot seulement : celles d'un lot suivant, lues avant lui, attendent le
         # leur (entre les deux passe un lot de l'autre lecteur, et les erreurs se disent dans l'ordre du fichier).
@@ -238,7 +238,7 @@ def _lots_entrelaces(flux: IO[bytes], nom: str, referentiel: Referentiel, rang: 
         yield rendre()
 
 
-def mettre_en_copie(dossiers: dict[str, int], fichier_id: int, cree_le: Any, lots: Iterable[LotACopier],
+def mettre_en_copie(dossiers: dict[str, int], fichier_id: int, cree_le: Any, lots: Iterable[LotDeLignes],
                     dialecte: Dialect) -> Iterator[LotCopie]:
     """Dans un processus de lecture : chaque lot au format de COPY (`copie_binaire`).
 
