@@ -222,10 +222,12 @@ def importer_une_fois(app: Application, chemin: Path, canal: str, origine: str |
             return True
         return False
 
-    if empreinte.connue:
+    def deja_a_part() -> bool:
         with app.moteur.connect() as conn:
-            if deja(conn, empreinte.resultat()[0]):
-                return rapport, None
+            return deja(conn, empreinte.resultat()[0])
+
+    if empreinte.connue and deja_a_part():
+        return rapport, None
     try:
         with app.moteur.begin() as conn:
             if empreinte.connue:
@@ -249,8 +251,7 @@ def importer_une_fois(app: Application, chemin: Path, canal: str, origine: str |
         enregistrer_refus(app, chemin, sha, taille, canal, refus, origine)
         raise
     except IntegrityError:
-        with app.moteur.connect() as conn:
-            if deja(conn, empreinte.resultat()[0]):
-                return rapport, None
+        if deja_a_part():
+            return rapport, None
         raise
     return rapport, resultat
