@@ -49,7 +49,7 @@ from rapprochement.regles import (
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import FactureEtat, LigneEtat, cles_possibles, mots_du_nom, statut_facture, statut_paiement
-from regie.lecture_parallele import en_parallele
+from regie.lecture_parallele import LectureSurCommande
 from regie.progression import Progression
 from regie.registre.etats import TITRES_ACTIFS, completer
 from regie.registre.lignes import LigneFacture, encoder_json
@@ -361,14 +361,24 @@ def rapprocher(app: Application, *, aujourd_hui: date | None = None, taille_lot:
     return bilan
 
 
-def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement], *,
-                          taille_lot: int | None = None, lire_d_avance: bool = False) -> BilanRapprochement:
+# Pour chaque lot, les identifiants et numéros des factures que ses paiements désignent.
+ClesParLot = list[tuple[list[int], list[str]]]
+
+
+def lecture_d_avance(conn: Connection) -> LectureSurCommande[ClesParLot, bytes]:
+    """Le processus qui lira d'avance les factures des lots d'un gros import (`_lire_d_avance`), créé avant que
+    les paiements du fichier ne soient chargés : voir `LectureSurCommande`."""
+    return LectureSurCommande(functools.partial(_lire_d_avance, conn.engine.url.render_as_string(hide_password=False)))
+
+
+def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement], *, taille_lot: int | None = None,
+                          lecture: LectureSurCommande[ClesParLot, bytes] | None = None) -> BilanRapprochement:
     """Les paiements d'un fichier, décidés dans la transaction de son import puis écrits une seule fois.
 
     Exactement ce que ferait `rapprocher` juste après l'import : les paiements déjà ouverts qui sont à
     reprendre passent avec les nouveaux, tous dans l'ordre (reçu le, canal, référence, id).
-    `lire_d_avance` (un gros fichier) : les factures que désignent les lots à venir sont lues par un
-    second processus (`_lire_d_avance`) pendant que celui-ci décide.
+    `lecture` (un gros fichier, `lecture_d_avance`) : les factures que désignent les lots à venir sont lues par
+    ce second processus pendant que celui-ci décide ; il est arrêté au retour.
     """
     bilan = BilanRapprochement()
     taille_lot = taille_lot or TAILLE_LOT  # lu à l'appel : les tests le réduisent pour croiser les lots
@@ -386,11 +396,12 @@ def rapprocher_a_l_import(conn: Connection, nouveaux: Sequence[NouveauPaiement],
         morceaux = [ordre[debut:debut + taille_lot] for debut in range(0, len(ordre), taille_lot)]
         cles: Iterator[tuple[list[int], list[str]]] | None = None
         prelues: Generator[bytes, None, None] | None = None
-        if lire_d_avance and len(morceaux) > 1:
-            url = conn.engine.url.render_as_string(hide_password=False)
+        if lecture is not None and len(morceaux) > 1:
             par_lot = [_cles_designees(t[4] for t in morceau if t[4] is not None) for morceau in morceaux]
-            prelues = en_parallele(functools.partial(_lire_d_avance, url, par_lot))
+            prelues = lecture.lancer(par_lot)
             cles = iter(par_lot)
+        elif lecture is not None:
+            lecture.fermer()
 
         def elements(lot: _Lot, morceau: list[tuple[Any, ...]]) -> list[Element]:
             if prelues is not None and cles is not None:  # un lot après l'autre, comme la lecture d'avance
@@ -450,7 +461,7 @@ _ENCODEUR_PRELUES = msgspec.msgpack.Encoder()
 _DECODEUR_PRELUES = msgspec.msgpack.Decoder(list[tuple[Any, ...]])
 
 
-def _lire_d_avance(url: str, cles: list[tuple[list[int], list[str]]]) -> Iterator[bytes]:
+def _lire_d_avance(url: str, cles: ClesParLot) -> Iterator[bytes]:
     """Dans un processus à part, par sa propre connexion : les factures désignées par chaque lot, dans l'ordre.
 
     Ce processus voit la base telle que validée : sous le verrou du moteur (et, sous SQLite, le verrou
@@ -480,27 +491,23 @@ M = TypeVar("M")  # ce qui désigne les paiements d'un lot : leurs ids, ou des p
 
 def _enchainer(memoire: _Memoire, bilan: BilanRapprochement, ecrivain: _Ecrivain, morceaux: Sequence[M],
                lire: Callable[[_Lot, M], list[Element]], apres: Callable[[int, M], None]) -> None:
-    """Les lots dans l'ordre : chacun se décide pendant que le précédent s'écrit.
+    """Les lots dans l'ordre : chacun se lit, se décide et prépare ses écritures pendant que le précédent s'écrit.
 
     `lire(lot, morceau)` donne les paiements d'un lot ; `apres(rang, morceau)` suit chaque décision.
-    Pour le lot k : attendre l'écriture de k-2 ; lire (paiements, factures, familles) sans écriture en
-    cours, la base disant l'état après k-2 et la mémoire ce que k-1 a changé ; soumettre k-1 (ses
-    suggestions se lisent alors, sur la base telle qu'au début de k-1) ; décider k pendant que k-1
-    s'écrit. Les décisions sont celles d'un lot après l'autre.
+    Pour le lot k, pendant que k-1 s'écrit : lire (paiements, factures, familles ; la base dit l'état après
+    k-2, ou déjà k-1 pour ce que k-1 ne change pas, la mémoire ce que k-1 a changé), décider, préparer ses
+    écritures, oublier les factures que seul k-1 a changées (plus rien ne se lit avant la fin de son écriture).
+    Puis attendre l'écriture de k-1 ; lire les suggestions de k (la base telle qu'au début de k) ; soumettre k.
+    Les décisions sont celles d'un lot après l'autre.
     """
-    precedent: _Lot | None = None
     for rang, morceau in enumerate(morceaux, 1):
-        ecrivain.attendre()
-        memoire.oublier(garder=precedent.factures_modifiees if precedent is not None else set())
         lot = _Lot(memoire, bilan, ecrivain)
         lot.preparer(lire(lot, morceau))
-        if precedent is not None:
-            precedent.soumettre()
         lot.decider()
-        precedent = lot
+        lot.preparer_ecritures()
+        memoire.oublier(garder=lot.factures_modifiees)
+        lot.soumettre()
         apres(rang, morceau)
-    if precedent is not None:
-        precedent.soumettre()
 
 
 # --- Petites conversions (valeurs brutes du pilote) --------------------------------------------------
@@ -649,8 +656,8 @@ class _Memoire:
         self.refdets_absents.update(r for r in refdets if r not in self.par_refdet)
 
     def oublier(self, garder: set[int]) -> None:
-        """Avant de lire pour un lot, les lots d'avant le précédent écrits : seules restent les factures que
-        le précédent a changées, pas encore écrites ; la base dit le reste."""
+        """Un lot décidé, avant qu'il s'écrive : seules restent les factures qu'il a changées ; la base dit le
+        reste une fois faite l'écriture en cours (celle du lot d'avant), que rien ne lit avant d'attendre."""
         gardees = {i: (self.factures[i], self.ecrit[i], self.cle_de[i], self.refdet_de[i]) for i in sorted(garder)}
         # Une refdet n'est gardée que si toutes ses factures le sont : sinon la relire les retrouve toutes.
         refdets_entieres: dict[str, list[int]] = {}
@@ -799,6 +806,9 @@ class _Lot:
         self.prelues: tuple[list[tuple[Any, ...]], list[int], list[str]] | None = None
         self.etats_changent: list[tuple[Any, ...]] = []
         self.etats_paye_seul: list[tuple[Any, ...]] = []
+        # Les écritures préparées pendant l'écriture du lot d'avant (`preparer_ecritures`).
+        self.ecritures: list[Ecriture] = []
+        self.ecritures_etats: list[Ecriture] = []
 
     # --- Les paiements du lot ---------------------------------------------------------------------
 
@@ -1088,9 +1098,21 @@ class _Lot:
         self.journal.info("paiement_rapproche", paiement_id=p.id, canal=p.canal, reference=p.reference,
                           regle=d.regle, statut=statut, anomalie=d.anomalie, affecte=affecte)
 
+    def preparer_ecritures(self) -> None:
+        """Les écritures du lot que la base ne change pas (toutes sauf les anomalies, qui attendent leurs
+        suggestions), préparées pendant que le lot d'avant s'écrit."""
+        dialecte = self.conn.dialect
+        self.ecritures = self._ecrire_paiements()
+        self.ecritures += preparer_insertion(dialecte, table_de(Affectation), COLONNES_AFFECTATION,
+                                             self.affectations, deja_converties=_AFFECTATION_ENCODEE)
+        self.ecritures_etats = preparer_mise_a_jour(dialecte, "etat_facture", ["paye = {}", "statut = {}"],
+                                                    "facture_id", self.etats_changent, ("bigint", "text", "bigint"))
+        self.ecritures_etats += preparer_mise_a_jour(dialecte, "etat_facture", ["paye = {}"], "facture_id",
+                                                     self.etats_paye_seul, ("bigint", "bigint"))
+
     def soumettre(self) -> None:
         """Après l'écriture du lot d'avant : les suggestions, puis les écritures de ce lot, faites pendant que
-        le suivant se décide."""
+        le suivant se lit et se décide."""
         self.ecrivain.attendre()
         self._suggerer()
         c = self.conn
@@ -1106,16 +1128,10 @@ class _Lot:
             t = table_de(Remise)
             c.execute(update(t).where(t.c.id == bindparam("r_id")).values(
                 statut=bindparam("r_statut"), confirmee_le=bindparam("r_le")), self.remises)
-        dialecte = c.dialect
-        ecritures = self._ecrire_paiements()
-        ecritures += preparer_insertion(dialecte, table_de(Affectation), COLONNES_AFFECTATION, self.affectations,
-                                        deja_converties=_AFFECTATION_ENCODEE)
-        ecritures += preparer_insertion(dialecte, table_de(Anomalie), COLONNES_ANOMALIE, self.anomalies,
+        ecritures = self.ecritures
+        ecritures += preparer_insertion(c.dialect, table_de(Anomalie), COLONNES_ANOMALIE, self.anomalies,
                                         deja_converties=("preuve", "suggestions"))
-        ecritures += preparer_mise_a_jour(dialecte, "etat_facture", ["paye = {}", "statut = {}"], "facture_id",
-                                          self.etats_changent, ("bigint", "text", "bigint"))
-        ecritures += preparer_mise_a_jour(dialecte, "etat_facture", ["paye = {}"], "facture_id",
-                                          self.etats_paye_seul, ("bigint", "bigint"))
+        ecritures += self.ecritures_etats
         self.ecrivain.soumettre(ecritures)
 
     def _ecrire_paiements(self) -> list[Ecriture]:

@@ -18,9 +18,10 @@ import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+A = TypeVar("A")
 # De combien (nice) un lecteur en avance sur celui qui écrit lui cède le processeur (et au serveur PostgreSQL) :
 # il prend ce qui reste. Pas un lecteur que le processus principal attend (lecture d'avance des factures d'un
 # lot de paiements) : le ralentir, c'est ralentir le moteur.
@@ -57,46 +58,102 @@ def en_parallele_entrelace(produire: Callable[[int, int], Iterator[T]], *, proce
 
 def _entrelacer(producteurs: list[Callable[[], Iterator[T]]], avance: int,
                 priorite: int) -> Generator[T, None, None]:
-    contexte = multiprocessing.get_context("fork")
-    enfants: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
-    recus: list[queue.Queue[Any]] = []
-    fils: list[threading.Thread] = []
-    arret = threading.Event()
-    try:
-        # Tous les enfants d'abord, les fils de réception ensuite : un fork ne copie jamais un fil en cours.
-        for produire in producteurs:
-            lecture, ecriture = contexte.Pipe(duplex=False)
-            processus = contexte.Process(target=_enfant, args=(produire, ecriture, lecture, priorite),
-                                         name="regie-lecture", daemon=True)
-            processus.start()
-            ecriture.close()
-            enfants.append((processus, lecture))
-        for enfant, lecture in enfants:
-            file: queue.Queue[Any] = queue.Queue(maxsize=avance)
-            fil = threading.Thread(target=_recevoir, args=(lecture, file, arret, enfant), name="regie-reception",
-                                   daemon=True)
-            fil.start()
-            recus.append(file)
-            fils.append(fil)
-        for file in itertools.cycle(recus):
-            message = file.get()
-            if message is _FIN:
-                return
-            genre, valeur = message
-            if genre == "lot":
-                yield valeur
-            elif genre == "erreur":
-                raise valeur
-    finally:
-        arret.set()
-        for enfant, _ in enfants:
+    yield from _Lecteurs(producteurs, avance, priorite).elements()
+
+
+class _Lecteurs(Generic[T]):
+    """Les processus de lecture, créés dès la construction, et les fils qui reçoivent leurs lots."""
+
+    def __init__(self, producteurs: list[Callable[[], Iterator[T]]], avance: int, priorite: int) -> None:
+        contexte = multiprocessing.get_context("fork")
+        self.enfants: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        self.recus: list[queue.Queue[Any]] = []
+        self.fils: list[threading.Thread] = []
+        self.arret = threading.Event()
+        try:
+            # Tous les enfants d'abord, les fils de réception ensuite : un fork ne copie jamais un fil en cours.
+            for produire in producteurs:
+                lecture, ecriture = contexte.Pipe(duplex=False)
+                processus = contexte.Process(target=_enfant, args=(produire, ecriture, lecture, priorite),
+                                             name="regie-lecture", daemon=True)
+                processus.start()
+                ecriture.close()
+                self.enfants.append((processus, lecture))
+            for enfant, lecture in self.enfants:
+                file: queue.Queue[Any] = queue.Queue(maxsize=avance)
+                fil = threading.Thread(target=_recevoir, args=(lecture, file, self.arret, enfant),
+                                       name="regie-reception", daemon=True)
+                fil.start()
+                self.recus.append(file)
+                self.fils.append(fil)
+        except BaseException:
+            self.arreter()
+            raise
+
+    def elements(self) -> Generator[T, None, None]:
+        try:
+            for file in itertools.cycle(self.recus):
+                message = file.get()
+                if message is _FIN:
+                    return
+                genre, valeur = message
+                if genre == "lot":
+                    yield valeur
+                elif genre == "erreur":
+                    raise valeur
+        finally:
+            self.arreter()
+
+    def arreter(self) -> None:
+        self.arret.set()
+        for enfant, _ in self.enfants:
             if enfant.is_alive():
                 enfant.terminate()
-        for fil in fils:
+        for fil in self.fils:
             fil.join()
-        for enfant, lecture in enfants:
+        for enfant, lecture in self.enfants:
             enfant.join()
             lecture.close()
+        self.enfants, self.fils = [], []
+
+
+class LectureSurCommande(Generic[A, T]):
+    """Un processus de lecture créé tout de suite, qui attend ce qu'il doit lire (`lancer`).
+
+    Un fork partage les pages du parent, copiées dès que l'un des deux y écrit. Créé après le chargement de
+    centaines de milliers d'objets, l'enfant ferait recopier au parent chaque page qu'il touche ensuite (le
+    compteur de références d'un objet lu s'écrit) : un quart de cœur perdu à copier, sous SQLite, pendant un
+    rapprochement. Créé avant, l'enfant ne partage qu'un processus encore petit.
+    """
+
+    def __init__(self, produire: Callable[[A], Iterator[T]], *, avance: int = 8, priorite: int = 0) -> None:
+        commande, self._commande = multiprocessing.get_context("fork").Pipe(duplex=False)
+        try:
+            self._lecteurs: _Lecteurs[T] = _Lecteurs(
+                [functools.partial(_sur_commande, produire, commande, self._commande)], avance, priorite)
+        finally:
+            commande.close()
+
+    def lancer(self, argument: A) -> Generator[T, None, None]:
+        """Les éléments de `produire(argument)`, lus dans le processus de lecture ; le quitter l'arrête."""
+        self._commande.send(argument)
+        self._commande.close()
+        return self._lecteurs.elements()
+
+    def fermer(self) -> None:
+        """Le processus arrêté sans avoir rien lu (ou fini) : à appeler si `lancer` ne l'a pas été."""
+        self._commande.close()
+        self._lecteurs.arreter()
+
+
+def _sur_commande(produire: Callable[[A], Iterator[T]], commande: Connection, envoi: Connection) -> Iterator[T]:
+    # Le bout d'envoi hérité, fermé : le parent parti sans rien envoyer, la lecture finit (EOFError).
+    envoi.close()
+    try:
+        argument = commande.recv()
+    except EOFError:
+        return
+    yield from produire(argument)
 
 
 def _recevoir(lecture: Connection, recus: queue.Queue[Any], arret: threading.Event,

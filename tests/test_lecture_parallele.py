@@ -99,6 +99,55 @@ def test_quitter_la_boucle_avant_la_fin_arrete_l_enfant() -> None:
     assert multiprocessing.active_children() == []
 
 
+_CHARGE_APRES: list[int] = []
+
+
+def _ce_que_voit_l_enfant(n: int) -> Iterator[tuple[int, int]]:
+    yield n, len(_CHARGE_APRES)
+
+
+def test_une_lecture_sur_commande_nait_avant_ce_que_le_parent_charge_ensuite() -> None:
+    """Le processus de lecture d'avance naît avant le chargement des paiements : il n'en partage pas les pages,
+    que le parent recopierait alors une à une en les touchant (copie à l'écriture)."""
+    from regie.lecture_parallele import LectureSurCommande
+
+    lecture = LectureSurCommande(_ce_que_voit_l_enfant)
+    _CHARGE_APRES.extend(range(100_000))  # chargé après la naissance de l'enfant
+    try:
+        assert list(lecture.lancer(7)) == [(7, 0)]
+    finally:
+        _CHARGE_APRES.clear()
+    lecture.fermer()  # sans effet après la fin
+    import multiprocessing
+
+    assert multiprocessing.active_children() == []
+
+
+def test_une_lecture_sur_commande_jamais_lancee_s_arrete_a_la_fermeture() -> None:
+    from regie.lecture_parallele import LectureSurCommande
+
+    lecture = LectureSurCommande(_ce_que_voit_l_enfant)
+    lecture.fermer()
+    import multiprocessing
+
+    assert multiprocessing.active_children() == []
+
+
+def _panne_sur_commande(n: int) -> Iterator[int]:
+    yield n
+    raise Panne(f"lot {n + 1} illisible")
+
+
+def test_une_lecture_sur_commande_remonte_l_exception_de_l_enfant() -> None:
+    from regie.lecture_parallele import LectureSurCommande
+
+    recus: list[int] = []
+    with pytest.raises(Panne, match="lot 4 illisible"):
+        for x in LectureSurCommande(_panne_sur_commande).lancer(3):
+            recus.append(x)
+    assert recus == [3]
+
+
 def test_un_import_lu_en_parallele_donne_le_meme_registre_qu_en_ligne(app: Application, tmp_path: Path) -> None:
     objets = [facture(f"F01-26-05-{i:07d}") for i in range(1, 40)] + [
         {"type": "avoir", "numero": "A-2026-0001", "facture": "F01-26-05-0000003", "emise_le": "2026-05-10",

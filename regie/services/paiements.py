@@ -24,6 +24,7 @@ from connecteurs.modeles import PaiementRecu
 from rapprochement.moteur import (
     NouveauPaiement,
     inserer_paiements,
+    lecture_d_avance,
     rangee_paiement,
     rapprocher,
     rapprocher_a_l_import,
@@ -441,15 +442,21 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
         lots = _lots_compacts(app, conn, canal, chemin, nom, comptes_canal, fichier_id, parallele)
         # Rapprochés dans la même transaction, avant d'être écrits : une écriture par paiement au lieu de deux.
         differes: list[NouveauPaiement] | None = [] if rapprocher_ensuite else None
-        with sans_ramasse_miettes():
-            comptes = enregistrer_compacts(conn, lots, fichier_id=fichier_id, differer=differes)
-        conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
-            nb_enregistrements=comptes.nouveaux, nb_ignores=comptes.ignores))
-        if differes:
-            points_de_crash.point("avant_rapprochement_a_l_import")
-            # Un gros fichier : les factures des lots à venir lues d'avance, par un second processus.
-            gros = parallele if parallele is not None else chemin.stat().st_size >= SEUIL_PARALLELE
-            rapprocher_a_l_import(conn, differes, lire_d_avance=gros)
+        # Un gros fichier : les factures des lots à venir lues d'avance, par un second processus créé dès
+        # maintenant, avant que les paiements du fichier ne remplissent la mémoire de celui-ci.
+        gros = parallele if parallele is not None else chemin.stat().st_size >= SEUIL_PARALLELE
+        avance = lecture_d_avance(conn) if differes is not None and gros else None
+        try:
+            with sans_ramasse_miettes():
+                comptes = enregistrer_compacts(conn, lots, fichier_id=fichier_id, differer=differes)
+            conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
+                nb_enregistrements=comptes.nouveaux, nb_ignores=comptes.ignores))
+            if differes:
+                points_de_crash.point("avant_rapprochement_a_l_import")
+                rapprocher_a_l_import(conn, differes, lecture=avance)
+        finally:
+            if avance is not None:
+                avance.fermer()
         return comptes
 
     rapport, comptes = importer_une_fois(app, chemin, canal, origine, faire, RapportImport(chemin.name, canal))
