@@ -469,8 +469,9 @@ def _lire_d_avance(url: str, cles: ClesParLot) -> Iterator[bytes]:
     écarte celles qu'elle a changées (`_Memoire.modifiees`), relues par la transaction elle-même.
     """
     moteur = creer_moteur(url, lecture=True)
+    # Né avant que le parent ne suspende le ramasse-miettes : celui-ci est suspendu ici aussi.
     try:
-        with moteur.connect() as conn:
+        with sans_ramasse_miettes(), moteur.connect() as conn:
             for ids, numeros in cles:
                 rangees: list[tuple[Any, ...]] = []
                 for colonne, valeurs in (("f.id", ids), ("f.numero", numeros)):
