@@ -50,6 +50,11 @@ class Application:
         return Referentiel(frozenset(self.config.regies),
                            {p.code: p.cesu for p in self.config.prestation})
 
+    def fermer(self) -> None:
+        """Les connexions à la base fermées (sous SQLite, la dernière range le journal WAL)."""
+        if "moteur" in self.__dict__:
+            self.moteur.dispose()
+
     def dossier_donnees(self, *parties: str) -> Path:
         chemin = self.env.donnees.joinpath(*parties)
         chemin.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,13 @@ Codes de retour : 0 fait ; 1 entrée refusée (rien d'appliqué) ; 2 mauvais usa
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import structlog
 
@@ -149,6 +153,13 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"regie : configuration invalide\n{exc}", file=sys.stderr)
         return USAGE
     try:
+        return _commande(app, args)
+    finally:
+        app.fermer()
+
+
+def _commande(app: Application, args: argparse.Namespace) -> int:
+    try:
         if args.faire is not cmd_init and not app.schema_a_jour():
             print("regie : la base n'est pas initialisée ou pas à jour : lancez « regie init »", file=sys.stderr)
             return USAGE
@@ -169,5 +180,21 @@ def _main(argv: Sequence[str] | None) -> int:
         return INJOIGNABLE
 
 
+def programme() -> NoReturn:
+    """La commande `regie` (les tests appellent `main`) : sortie sans démonter l'interprète.
+
+    Après un gros import, libérer un à un les millions d'objets encore en mémoire et faire la dernière passe
+    du ramasse-miettes prenait 0,2 à 0,3 s par commande. Ce qui doit se faire à la sortie se fait avant :
+    connexions fermées (`Application.fermer`), fonctions `atexit` (processus enfants, fichiers temporaires,
+    journaux), sorties vidées.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    for sortie in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # lecteur parti, sortie fermée (`regie etat | head`)
+            sortie.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    programme()

@@ -481,6 +481,23 @@ def test_la_commande_dit_ce_qu_elle_a_fait_et_sort_avec_les_codes_du_contrat(reg
     assert json.loads(res.stdout)["factures"][0]["numero"] == "F01-26-05-0000123"
 
 
+def test_la_commande_sort_sans_rien_perdre_ni_laisser_derriere_elle(app: Application, regie_cli,  # type: ignore[no-untyped-def]
+                                                                    tmp_path: Path) -> None:
+    """La commande sort sans démonter l'interprète (`regie.cli.programme`) : sa sortie arrive entière, son code
+    est celui de la commande, et sous SQLite la dernière connexion fermée range le journal (plus de WAL)."""
+    objets = [facture(f"F01-26-05-{i:07d}") for i in range(1, 301)]
+    res = regie_cli("factures", "importer", str(ecrire(tmp_path, "f.jsonl", objets)))
+    assert res.returncode == 0, res.stderr
+    app.moteur.dispose()  # celle du test fermée : la commande est seule sur la base
+    res = regie_cli("etat", "--json")
+    assert res.returncode == 0
+    assert len(json.loads(res.stdout)["factures"]) == 300  # des dizaines de Kio, vidés avant la sortie
+    if app.moteur.dialect.name == "sqlite":
+        base = Path(app.moteur.url.database or "")
+        assert base.exists() and not base.with_name(base.name + "-wal").exists()
+    assert regie_cli("factures", "importer", str(ecrire(tmp_path, "m.jsonl", [facture(regie="X")]))).returncode == 1
+
+
 @pytest.fixture
 def empreinte_pendant_l_import(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chaque fichier traité comme un gros : son SHA-256 calculé dans un fil pendant l'import."""
