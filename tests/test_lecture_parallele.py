@@ -8,8 +8,11 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog.testing
+from sqlalchemy import select
 
 from regie.application import Application
 from regie.erreurs import FichierRefuse
@@ -267,6 +270,125 @@ def test_un_fichier_de_paiements_refuse_en_parallele_dit_les_memes_erreurs(app: 
         erreurs.append([str(e) for e in exc.value.erreurs])
     assert erreurs[0] == erreurs[1]
     assert len(erreurs[1]) == 3
+    assert compter(app, Paiement) == 0
+
+
+def _paiements_lus(app: Application) -> list[tuple[Any, ...]]:
+    """Chaque paiement tel que lu (ligne, texte brut, détails, empreinte), sa décision, et chaque remise."""
+    from regie.registre.modeles import Paiement, Remise
+
+    with app.moteur.connect() as c:
+        paiements = c.execute(select(Paiement.canal, Paiement.reference, Paiement.montant, Paiement.recu_le,
+                                     Paiement.reference_facture, Paiement.ligne, Paiement.brut, Paiement.details,
+                                     Paiement.empreinte, Paiement.statut, Paiement.anomalie, Paiement.affecte)
+                              .order_by(Paiement.ligne)).all()
+        remises = c.execute(select(Remise.identifiant, Remise.montant, Remise.nombre).order_by(Remise.identifiant))
+        return [tuple(r) for r in paiements] + [tuple(r) for r in remises]
+
+
+def _fichiers_des_trois_canaux(sc: Any) -> dict[str, bytes]:
+    """Un fichier de chaque canal lu à deux : lignes vides, fin de ligne CR LF, BOM, une facture inconnue."""
+    numeros = [f"F01-26-05-{i:07d}" for i in range(1, 15)]
+    cheques = [f"RC-{i // 5};{i};MARTIN CLAIRE;CCM;{'77.00' if i % 4 else '20.00'};{n};2026-05-15"
+               for i, n in enumerate(numeros, 1)]
+    cheques[6:6] = ["", "  "]
+    cesu = [f"R-{i // 4};04123456789{i:02d};PAPIER;EDENRED;2026;20.00;{n};2026-05-14" for i, n in enumerate(numeros, 1)]
+    cesu[3] = cesu[3].replace(numeros[3], "F01-26-05-9999999")
+    releve = [f'PP-{i};2026-05-12T17:42:1{i % 10}+02:00;"{sc.datamatrix(n, "77.00")}";77.00;CARTE;TAB-94-0117'
+              for i, n in enumerate(numeros, 1)]
+    return {
+        "cheque": _cheques(cheques),
+        "cesu": ("remise;numero_titre;support;emetteur;millesime;valeur;facture;recu_le\r\n"
+                 + "".join(ligne + "\r\n" for ligne in cesu)).encode(),
+        "buraliste": ("\ufefftransaction;date_heure;datamatrix;montant;mode;point_de_vente\r\n"
+                      + "".join(ligne + "\r\n" for ligne in releve) + "\r\n").encode(),
+    }
+
+
+@pytest.fixture
+def lots_de_trois_lignes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Des lots de trois lignes : chacun des deux lecteurs en lit plusieurs, à tour de rôle."""
+    monkeypatch.setattr("regie.services.paiements.LIGNES_PAR_LOT_LU", 3)
+
+
+@pytest.mark.usefixtures("lots_de_trois_lignes")
+@pytest.mark.parametrize("canal", ["cheque", "cesu", "buraliste"])
+def test_un_fichier_de_paiements_lu_par_deux_processus_donne_les_memes_paiements(
+        app: Application, tmp_path: Path, canal: str) -> None:
+    """Lignes, textes bruts, détails, empreintes, remises et décisions : ceux de la lecture en ligne, sans relire."""
+    from regie.services.paiements import importer_fichier_paiements
+    from tests.scenarios import Scenario
+    from tests.test_rapprochement_a_l_import import _vider
+
+    vus = []
+    for parallele in (False, True):
+        importer_fichier_factures(app, ecrire(tmp_path, f"f{parallele}.jsonl",
+                                              [facture(f"F01-26-05-{i:07d}") for i in range(1, 15)]))
+        chemin = tmp_path / f"{canal}{parallele}.csv"
+        chemin.write_bytes(_fichiers_des_trois_canaux(Scenario(app, tmp_path / f"s{parallele}"))[canal])
+        with structlog.testing.capture_logs() as journal:
+            assert importer_fichier_paiements(app, canal, chemin, parallele=parallele).importes == 14
+        assert "fichier_relu_en_ligne" not in [e["event"] for e in journal]
+        vus.append(_paiements_lus(app))
+        verifier_invariants(app)
+        _vider(app)
+    assert vus[0] == vus[1]
+    lignes = [r[5] for r in vus[1] if len(r) > 3]
+    assert lignes == sorted(lignes) and lignes[-1] == (17 if canal == "cheque" else 15)
+
+
+@pytest.mark.usefixtures("lots_de_trois_lignes")
+def test_un_cheque_sur_deux_lignes_fait_relire_le_fichier_en_ligne(app: Application, tmp_path: Path) -> None:
+    """Un champ entre guillemets qui court sur deux lignes ne se lit pas lot par lot : ce qui a été enregistré
+    (remises des premiers lots) est annulé, le fichier relu par un seul lecteur, comme en ligne."""
+    from regie.services.paiements import importer_fichier_paiements
+    from tests.test_rapprochement_a_l_import import _vider
+
+    lignes = [f"RC-{i // 4};{i};MARTIN CLAIRE;CCM;77.00;F01-26-05-{i:07d};2026-05-15" for i in range(1, 15)]
+    lignes[8] = 'RC-2;9;"MARTIN\r\nCLAIRE";CCM;77.00;F01-26-05-0000009;2026-05-15'
+    vus = []
+    for parallele in (False, True):
+        importer_fichier_factures(app, ecrire(tmp_path, f"f{parallele}.jsonl",
+                                              [facture(f"F01-26-05-{i:07d}") for i in range(1, 15)]))
+        chemin = tmp_path / f"cheques{parallele}.csv"
+        chemin.write_bytes(_cheques(lignes))
+        with structlog.testing.capture_logs() as journal:
+            assert importer_fichier_paiements(app, "cheque", chemin, parallele=parallele).importes == 14
+        assert ("fichier_relu_en_ligne" in [e["event"] for e in journal]) == parallele
+        vus.append(_paiements_lus(app))
+        _vider(app)
+    assert vus[0] == vus[1]
+    # Les remises des deux premiers lots, enregistrées avant la relecture, ne comptent pas leurs chèques deux fois.
+    assert ("RC-0", 3 * 7700, 3) in vus[1] and ("RC-1", 4 * 7700, 4) in vus[1]
+
+
+@pytest.mark.usefixtures("lots_de_trois_lignes")
+@pytest.mark.parametrize("fautes", ["transaction en double", "erreurs"])
+def test_un_releve_refuse_lu_par_deux_processus_dit_les_erreurs_de_la_lecture_en_ligne(
+        app: Application, tmp_path: Path, fautes: str) -> None:
+    """Une transaction revenue trois lots plus loin (chaque lecteur n'en voit qu'une), ou des erreurs dans des
+    lots de l'un et de l'autre : le relevé est refusé avec les erreurs de la lecture en ligne, dans l'ordre."""
+    from regie.registre.modeles import Paiement
+    from regie.services.paiements import importer_fichier_paiements
+    from tests.scenarios import Scenario
+
+    importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture(f"F01-26-05-{i:07d}") for i in range(1, 15)]))
+    texte = _fichiers_des_trois_canaux(Scenario(app, tmp_path / "s"))["buraliste"].decode()
+    lignes = texte.split("\r\n")
+    if fautes == "transaction en double":
+        lignes[12] = lignes[12].replace("PP-12;", "PP-3;")
+    else:
+        lignes[4] = lignes[4].replace(";77.00;", ";77,00;")
+        lignes[8] = lignes[8].replace("CARTE", "CHEQUE")
+    chemin = tmp_path / "releve.csv"
+    chemin.write_text("\r\n".join(lignes), encoding="utf-8")
+    erreurs = []
+    for parallele in (False, True):
+        with pytest.raises(FichierRefuse) as exc:
+            importer_fichier_paiements(app, "buraliste", chemin, parallele=parallele)
+        erreurs.append([str(e) for e in exc.value.erreurs])
+    assert erreurs[0] == erreurs[1]
+    assert [e.split(":")[1] for e in erreurs[1]] == (["13"] if fautes == "transaction en double" else ["5", "9"])
     assert compter(app, Paiement) == 0
 
 

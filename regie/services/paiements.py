@@ -7,6 +7,7 @@ le même enregistrement revu est ignoré, la même clé avec un autre contenu es
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,7 +34,9 @@ from rapprochement.moteur import (
 from regie import points_de_crash
 from regie.application import Application
 from regie.domaine import statut_facture
-from regie.lecture_parallele import en_parallele
+from regie.erreurs import FichierRefuse
+from regie.journalisation import configurer
+from regie.lecture_parallele import en_parallele, en_parallele_entrelace
 from regie.progression import Progression
 from regie.registre.lignes import encoder_json
 from regie.registre.masse import lire_par_cles, reserver_ids, sans_ramasse_miettes, table_de
@@ -107,10 +110,12 @@ class RecuCompact(NamedTuple):
     empreinte: str
 
 
-def compacter(r: PaiementRecu) -> RecuCompact:
+def compacter(r: PaiementRecu, decalage: int = 0) -> RecuCompact:
+    """`decalage` : ce qui sépare la ligne lue (dans un lot de lignes lu seul) de sa ligne dans le fichier."""
     details = {**r.details, "remise": r.remise} if r.remise else r.details
+    ligne = r.ligne + decalage if r.ligne is not None else None
     return RecuCompact(r.canal, r.reference, r.montant, r.recu_le, r.reference_facture, r.remise,
-                       encoder_json(details), r.brut, r.ligne, empreinte_paiement(r))
+                       encoder_json(details), r.brut, ligne, empreinte_paiement(r))
 
 
 _ENCODEUR_RECUS = msgspec.msgpack.Encoder()
@@ -391,7 +396,13 @@ SEUIL_PARALLELE = 2 << 20  # octets
 def _lire_sans_base(canal: str, chemin: Path, nom: str) -> Iterable[PaiementRecu]:
     if canal == "buraliste":
         return _releve_buralistes(chemin, nom)
-    contenu = chemin.read_bytes()
+    return _lire_contenu(canal, chemin.read_bytes(), nom)
+
+
+def _lire_contenu(canal: str, contenu: bytes, nom: str) -> Iterable[PaiementRecu]:
+    if canal == "buraliste":
+        from connecteurs.buralistes.releve import lire_releve
+        return lire_releve(contenu, nom)
     if canal == "cesu":
         from connecteurs.cesu.titres import lire_titres_cesu
         return lire_titres_cesu(contenu, nom)
@@ -425,6 +436,72 @@ def _lots_compacts(app: Application, conn: Connection, canal: str, chemin: Path,
         yield _DECODEUR_RECUS.decode(lot)
 
 
+# Les fichiers CSV lus par deux processus, un lot de lignes sur deux chacun (`_lots_a_deux`) : le processus
+# qui enregistre attendait un lecteur seul (la moitié de la lecture d'un relevé de buralistes).
+CANAUX_LUS_A_DEUX = frozenset({"buraliste", "cheque", "cesu"})
+LIGNES_PAR_LOT_LU = TAILLE_LOT
+_RELIRE_EN_LIGNE = b""  # le message d'un lecteur dont un lot ne se lit pas seul
+
+
+class _RelireEnLigne(Exception):
+    """Un lot ne se lit pas comme dans le fichier entier (erreur, ligne sur plusieurs lignes, transaction
+    en double…) : tout le fichier est relu par un seul lecteur, qui dit ce qu'il en est."""
+
+
+def _lot_lu_seul(canal: str, nom: str, entete: bytes, lignes: list[bytes],
+                 debut: int) -> list[RecuCompact] | None:
+    """Les paiements d'un lot de lignes (la première est la ligne `debut` + 1 du fichier), lu seul : l'en-tête
+    puis ses lignes. None si ce ne sont pas ceux que donnerait la lecture du fichier entier.
+
+    Ce sont les mêmes quand chaque ligne non blanche du lot donne un paiement à sa ligne : aucune valeur ne
+    court alors sur deux lignes, et le lecteur du fichier entier commence chaque ligne comme celui-ci. Le lot
+    d'avant (lu par l'autre processus) est vérifié de même. Une erreur : le fichier est refusé, relu en ligne
+    pour dire toutes ses erreurs, dans l'ordre.
+    """
+    try:
+        recus = list(_lire_contenu(canal, b"\n".join([entete, *lignes]), nom))
+    except FichierRefuse:
+        return None
+    attendues = [rang for rang, brute in enumerate(lignes, 2) if brute.strip()]
+    if [r.ligne for r in recus] != attendues:
+        return None
+    return [compacter(r, debut - 1) for r in recus]
+
+
+def _lots_a_deux(canal: str, chemin: Path, nom: str) -> Iterator[list[RecuCompact]]:
+    """Les paiements du fichier par lots, lus par deux processus (lots pairs, lots impairs), dans l'ordre.
+
+    Lève `_RelireEnLigne` quand un lot ne se lit pas seul comme dans le fichier, ou, pour un relevé de
+    buralistes, quand une transaction revient d'un lot à l'autre (refusée par la lecture en ligne).
+    """
+    def lire(rang: int, nombre: int) -> Iterator[bytes]:
+        configurer(niveau=logging.ERROR)  # ce lecteur ne raconte pas chaque lot ; celui qui enregistre conclut
+        lignes = chemin.read_bytes().split(b"\n")
+        with sans_ramasse_miettes():
+            for debut in range(1 + rang * LIGNES_PAR_LOT_LU, len(lignes), nombre * LIGNES_PAR_LOT_LU):
+                lot = _lot_lu_seul(canal, nom, lignes[0], lignes[debut:debut + LIGNES_PAR_LOT_LU], debut)
+                if lot is None:
+                    yield _RELIRE_EN_LIGNE
+                    return
+                yield _ENCODEUR_RECUS.encode(lot)
+
+    transactions: set[str] = set()
+    flux = en_parallele_entrelace(lire)
+    try:
+        for message in flux:
+            if message == _RELIRE_EN_LIGNE:
+                raise _RelireEnLigne
+            lot = _DECODEUR_RECUS.decode(message)
+            if canal == "buraliste":
+                avant = len(transactions)
+                transactions.update(r.reference for r in lot)
+                if len(transactions) - avant != len(lot):
+                    raise _RelireEnLigne
+            yield lot
+    finally:
+        flux.close()  # les lecteurs arrêtés tout de suite, pas quand l'exception sera oubliée
+
+
 def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, origine: str | None = None,
                                rapprocher_ensuite: bool = True, aujourd_hui: date | None = None,
                                parallele: bool | None = None) -> RapportImport:
@@ -448,7 +525,10 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
         avance = lecture_d_avance(conn) if differes is not None and gros else None
         try:
             with sans_ramasse_miettes():
-                comptes = enregistrer_compacts(conn, lots, fichier_id=fichier_id, differer=differes)
+                if gros and canal in CANAUX_LUS_A_DEUX:
+                    comptes = _enregistrer_lu_a_deux(conn, canal, chemin, nom, fichier_id, differes, lots)
+                else:
+                    comptes = enregistrer_compacts(conn, lots, fichier_id=fichier_id, differer=differes)
             conn.execute(update(FichierRecu).where(FichierRecu.id == fichier_id).values(
                 nb_enregistrements=comptes.nouveaux, nb_ignores=comptes.ignores))
             if differes:
@@ -473,6 +553,23 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
         # Ce qui reste ouvert (un fichier qui a dû tout écrire « à traiter », un import concurrent…).
         rapprocher(app, aujourd_hui=aujourd_hui)
     return rapport
+
+
+def _enregistrer_lu_a_deux(conn: Connection, canal: str, chemin: Path, nom: str, fichier_id: int,
+                           differes: list[NouveauPaiement] | None,
+                           en_ligne: Iterable[list[RecuCompact]]) -> ComptesPaiements:
+    """Le fichier lu par deux processus ; au moindre écart, tout ce qui a été enregistré est annulé (point de
+    reprise) et le fichier relu par un seul (`en_ligne`) : mêmes paiements, mêmes erreurs qu'en ligne."""
+    try:
+        with conn.begin_nested():
+            return enregistrer_compacts(conn, _lots_a_deux(canal, chemin, nom), fichier_id=fichier_id,
+                                        differer=differes)
+    except _RelireEnLigne:
+        pass
+    log.info("fichier_relu_en_ligne", fichier=nom, canal=canal)
+    if differes is not None:
+        differes.clear()
+    return enregistrer_compacts(conn, en_ligne, fichier_id=fichier_id, differer=differes)
 
 
 def nombre_paiements(conn: Connection) -> int:
