@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import msgspec
 import structlog
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 
 from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.modeles import PaiementRecu
@@ -127,13 +127,14 @@ def _remises(conn: Connection, lot: Sequence[RecuCompact]) -> dict[str, int]:
     voulues = {(r.remise, r.canal) for r in lot if r.remise and r.canal in ("cheque", "cesu")}
     if not voulues:
         return {}
-    ids: dict[str, int] = dict(conn.execute(select(Remise.identifiant, Remise.id).where(
-        Remise.identifiant.in_({i for i, _ in voulues}))).all())
-    for identifiant, canal in sorted(voulues):
-        if identifiant not in ids:
-            ids[identifiant] = conn.execute(insert(Remise).returning(Remise.id), {
-                "identifiant": identifiant, "canal": canal, "montant": 0, "nombre": 0, "statut": "en_attente",
-                "cree_le": maintenant()}).scalar_one()
+    cherchees = select(Remise.identifiant, Remise.id).where(Remise.identifiant.in_({i for i, _ in voulues}))
+    ids: dict[str, int] = dict(conn.execute(cherchees).all())
+    nouvelles = [{"identifiant": identifiant, "canal": canal, "montant": 0, "nombre": 0, "statut": "en_attente",
+                  "cree_le": maintenant()} for identifiant, canal in sorted(voulues) if identifiant not in ids]
+    if nouvelles:
+        # Une instruction pour toutes (un CESU par dizaine de lignes change de remise : une par titre coûtait).
+        conn.execute(insert(Remise), nouvelles)
+        ids = dict(conn.execute(cherchees).all())
     return ids
 
 
@@ -245,9 +246,11 @@ class _Enregistrement:
             else:
                 _inserer_a_traiter(conn, lus)
             self.comptes.nouveaux += len(nouveaux)
-        for remise_id, (montant, nombre) in par_remise.items():
-            conn.execute(update(Remise).where(Remise.id == remise_id).values(
-                montant=Remise.montant + montant, nombre=Remise.nombre + nombre))
+        if par_remise:
+            t = table_de(Remise)
+            conn.execute(update(t).where(t.c.id == bindparam("r_id")).values(
+                montant=t.c.montant + bindparam("r_montant"), nombre=t.c.nombre + bindparam("r_nombre")),
+                [{"r_id": i, "r_montant": m, "r_nombre": n} for i, (m, n) in sorted(par_remise.items())])
 
     def _renoncer_au_differe(self) -> None:
         if self.differes is not None:
