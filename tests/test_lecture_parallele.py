@@ -253,21 +253,28 @@ def test_les_factures_lues_d_avance_donnent_les_memes_decisions(app: Application
     assert statuts["RC-0/1"][:2] == ("en_anomalie", "REFERENCE_INCONNUE")
 
 
+def _refus_en_ligne_et_en_parallele(app: Application, canal: str, chemin: Path) -> list[list[str]]:
+    """Les erreurs d'un fichier refusé, lu en ligne puis en parallèle."""
+    from regie.services.paiements import importer_fichier_paiements
+
+    erreurs = []
+    for parallele in (False, True):
+        with pytest.raises(FichierRefuse) as exc:
+            importer_fichier_paiements(app, canal, chemin, parallele=parallele)
+        erreurs.append([str(e) for e in exc.value.erreurs])
+    return erreurs
+
+
 def test_un_fichier_de_paiements_refuse_en_parallele_dit_les_memes_erreurs(app: Application,
                                                                           tmp_path: Path) -> None:
     from regie.registre.modeles import Paiement
-    from regie.services.paiements import importer_fichier_paiements
 
     chemin = tmp_path / "cheques.csv"
     chemin.write_bytes(_cheques(["RC-1;1;MARTIN CLAIRE;CCM;77.00;F01;2026-05-15",
                                  "RC-1;2;MARTIN CLAIRE;CCM;77,00;F01;2026-05-15",
                                  "RC-1;3;MARTIN CLAIRE;CCM;77.00;F01;2026-02-31",
                                  "RC-1;4;MARTIN CLAIRE;CCM;77.00;F01"]))
-    erreurs = []
-    for parallele in (False, True):
-        with pytest.raises(FichierRefuse) as exc:
-            importer_fichier_paiements(app, "cheque", chemin, parallele=parallele)
-        erreurs.append([str(e) for e in exc.value.erreurs])
+    erreurs = _refus_en_ligne_et_en_parallele(app, "cheque", chemin)
     assert erreurs[0] == erreurs[1]
     assert len(erreurs[1]) == 3
     assert compter(app, Paiement) == 0
@@ -369,7 +376,6 @@ def test_un_releve_refuse_lu_par_deux_processus_dit_les_erreurs_de_la_lecture_en
     """Une transaction revenue trois lots plus loin (chaque lecteur n'en voit qu'une), ou des erreurs dans des
     lots de l'un et de l'autre : le relevé est refusé avec les erreurs de la lecture en ligne, dans l'ordre."""
     from regie.registre.modeles import Paiement
-    from regie.services.paiements import importer_fichier_paiements
     from tests.scenarios import Scenario
 
     importer_fichier_factures(app, ecrire(tmp_path, "f.jsonl", [facture(f"F01-26-05-{i:07d}") for i in range(1, 15)]))
@@ -382,11 +388,7 @@ def test_un_releve_refuse_lu_par_deux_processus_dit_les_erreurs_de_la_lecture_en
         lignes[8] = lignes[8].replace("CARTE", "CHEQUE")
     chemin = tmp_path / "releve.csv"
     chemin.write_text("\r\n".join(lignes), encoding="utf-8")
-    erreurs = []
-    for parallele in (False, True):
-        with pytest.raises(FichierRefuse) as exc:
-            importer_fichier_paiements(app, "buraliste", chemin, parallele=parallele)
-        erreurs.append([str(e) for e in exc.value.erreurs])
+    erreurs = _refus_en_ligne_et_en_parallele(app, "buraliste", chemin)
     assert erreurs[0] == erreurs[1]
     assert [e.split(":")[1] for e in erreurs[1]] == (["13"] if fautes == "transaction en double" else ["5", "9"])
     assert compter(app, Paiement) == 0
