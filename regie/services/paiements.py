@@ -419,7 +419,7 @@ def _lire_contenu(canal: str, contenu: bytes, nom: str) -> Iterable[PaiementRecu
 
 
 def _lots_compacts(app: Application, conn: Connection, canal: str, chemin: Path, nom: str,
-                   comptes: dict[str, int], fichier_id: int, parallele: bool | None) -> Iterator[list[RecuCompact]]:
+                   comptes: dict[str, int], fichier_id: int, parallele: bool) -> Iterator[list[RecuCompact]]:
     """Les paiements du fichier, par lots, prêts à enregistrer ; lus ailleurs si le fichier est gros."""
     if canal == "cfonb":
         yield from _par_lots(_recus_cfonb(app, conn, chemin.read_bytes(), nom, comptes, fichier_id))
@@ -427,8 +427,6 @@ def _lots_compacts(app: Application, conn: Connection, canal: str, chemin: Path,
     if canal == "pes_retour":
         yield from _par_lots(_recus_pes_retour(conn, chemin.read_bytes(), nom, comptes))
         return
-    if parallele is None:
-        parallele = chemin.stat().st_size >= SEUIL_PARALLELE
 
     def lire() -> Iterator[bytes]:
         with sans_ramasse_miettes():
@@ -519,12 +517,12 @@ def importer_fichier_paiements(app: Application, canal: str, chemin: Path, *, or
     def faire(conn: Connection, fichier_id: int, nom: str) -> ComptesPaiements:
         # Dès l'enregistrement : un doublon change un paiement connu, qu'un agent ou un moteur peut tenir.
         verrouiller(conn)
-        lots = _lots_compacts(app, conn, canal, chemin, nom, comptes_canal, fichier_id, parallele)
+        gros = parallele if parallele is not None else chemin.stat().st_size >= SEUIL_PARALLELE
+        lots = _lots_compacts(app, conn, canal, chemin, nom, comptes_canal, fichier_id, gros)
         # Rapprochés dans la même transaction, avant d'être écrits : une écriture par paiement au lieu de deux.
         differes: list[NouveauPaiement] | None = [] if rapprocher_ensuite else None
         # Un gros fichier : les factures des lots à venir lues d'avance, par un second processus créé dès
         # maintenant, avant que les paiements du fichier ne remplissent la mémoire de celui-ci.
-        gros = parallele if parallele is not None else chemin.stat().st_size >= SEUIL_PARALLELE
         avance = lecture_d_avance(conn) if differes is not None and gros else None
         try:
             with sans_ramasse_miettes():
