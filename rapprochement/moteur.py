@@ -542,13 +542,15 @@ _FROM_FACTURE = ("FROM facture f JOIN etat_facture e ON e.facture_id = f.id JOIN
 # Suggestions : les factures encore entières (les plus anciennes d'abord), puis les entamées (montant, id).
 # Chaque requête par le reste dû répète la condition de l'index partiel des restes (`_OUVERTES`).
 _OUVERTES = "e." + CONDITION_OUVERTES
+_PROCHES_PAR_REQUETE = 5
 _PROCHES = (
     "SELECT f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
     f"f.echeance, f.nom {_FROM_FACTURE} WHERE {_OUVERTES} AND e.reste_du = {{p}} AND e.statut = 'emise' "
-    "AND e.montant = {p} ORDER BY e.facture_id LIMIT 5",
+    f"AND e.montant = {{p}} ORDER BY e.facture_id LIMIT {_PROCHES_PAR_REQUETE}",
     "SELECT f.id, f.numero, f.dossier_id, d.numero, f.regie_code, e.statut, f.montant, e.paye, e.avoirs, "
     f"f.echeance, f.nom {_FROM_FACTURE} WHERE {_OUVERTES} AND e.reste_du = {{p}} "
-    "AND e.statut = 'partiellement_payee' AND e.montant > {p} ORDER BY e.montant, e.facture_id LIMIT 5",
+    f"AND e.statut = 'partiellement_payee' AND e.montant > {{p}} ORDER BY e.montant, e.facture_id "
+    f"LIMIT {_PROCHES_PAR_REQUETE}",
 )
 
 
@@ -600,8 +602,16 @@ class _Memoire:
         # chèques d'une même famille et d'un même tarif reviennent dans un lot (les recalculer triait toutes
         # les factures ouvertes de ce reste à chaque chèque).
         self.retenues_lues: dict[tuple[int, frozenset[str], bool], list[int]] = {}
-        # Les suggestions lues pour un montant, le temps d'un lot (la base ne change qu'à son écriture).
+        # Les suggestions lues pour un montant, gardées d'un lot à l'autre tant qu'aucune écriture ne les change
+        # (`revoir_proches`) : les plus anciennes factures ouvertes d'un tarif sont rarement celles qu'on paie.
         self.proches_lus: dict[int, list[FactureEtat]] = {}
+        # De chaque montant lu : les factures des deux requêtes, et la dernière place de chacune quand elle en a
+        # rendu cinq (une facture qui y entre avant cette place change la réponse ; None : toute entrée la change).
+        self.proches_bornes: dict[int, tuple[set[int], int | None, tuple[int, int] | None]] = {}
+        self.proches_de: dict[int, int] = {}  # facture → montant dont les suggestions lues la montrent
+        # Les factures que change le dernier lot décidé, (id, reste, statut, montant) après : ses suggestions se
+        # lisent avant son écriture, elles ne sont revues qu'à la décision du suivant (`revoir_proches`).
+        self.changees_du_lot: list[tuple[int, int, str, int]] = []
         self.cle_de: dict[int, str] = {}  # la clé du payeur de chaque facture en mémoire
         self.refdet_de: dict[int, str] = {}
         # Les factures que change le lot précédent, pas encore écrit : la base en dit l'état d'avant.
@@ -728,8 +738,12 @@ class _Memoire:
         """Des factures viennent d'être écrites : l'index des familles suit la base."""
         self.retenues_lues.clear()
         legeres = self.legeres
+        self.revoir_proches(self.changees_du_lot)
+        changees: list[tuple[int, int, str, int]] = []
+        self.changees_du_lot = changees
         for f in factures:
             self.modifiees.add(f.id)
+            changees.append((f.id, f.reste, f.statut, f.montant))
             reste_avant, statut_avant = self.ecrit[f.id]
             self.ecrit[f.id] = (f.reste, f.statut)
             if (reste_avant, statut_avant) == (f.reste, f.statut):
@@ -753,25 +767,57 @@ class _Memoire:
 
     # --- Suggestions ----------------------------------------------------------------------------
 
+    def revoir_proches(self, changees: list[tuple[int, int, str, int]]) -> None:
+        """Les suggestions lues que changent ces écritures (celles d'un lot dont les suggestions sont faites) sont
+        oubliées : une facture montrée a changé, ou une facture entre dans une requête (son reste égale le
+        montant) avant la dernière place rendue (`_PROCHES` : entières par id, entamées par montant puis id)."""
+        bornes = self.proches_bornes
+        for fid, reste, statut, montant in changees:
+            if not bornes:
+                break
+            m = self.proches_de.get(fid)
+            if m is not None and m in bornes and fid in bornes[m][0]:
+                self._oublier_proches(m)
+            b = bornes.get(reste)
+            if b is None:
+                continue
+            entre_entiere = statut == "emise" and montant == reste and (b[1] is None or fid < b[1])
+            entre_entamee = (statut == "partiellement_payee" and montant > reste
+                             and (b[2] is None or (montant, fid) < b[2]))
+            if entre_entiere or entre_entamee:
+                self._oublier_proches(reste)
+
+    def _oublier_proches(self, montant: int) -> None:
+        del self.proches_bornes[montant]
+        del self.proches_lus[montant]
+
     def precharger_proches(self, montants: Iterable[int]) -> None:
         """Les suggestions de plusieurs montants : sous PostgreSQL en une requête (un aller-retour)."""
         a_lire = sorted({m for m in montants if m not in self.proches_lus})
         if not a_lire:
             return
-        lues: dict[int, set[tuple[Any, ...]]] = {m: set() for m in a_lire}
+        lues: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = {m: ([], []) for m in a_lire}
         if self.conn.dialect.name == "postgresql":
-            for sql in _PROCHES:
+            for rang, sql in enumerate(_PROCHES):
                 requete = (f"SELECT m.v, x.* FROM unnest(%s::bigint[]) AS m(v) CROSS JOIN LATERAL ("
                            f"{sql.format(p='m.v')}) AS x")
                 for m, *r in _executer(self.conn, requete, (a_lire,)):
-                    lues[m].add(tuple(r))
+                    lues[m][rang].append(tuple(r))
         else:
             for m in a_lire:
-                lues[m] = {r for sql in self.sql_proches for r in _executer(self.conn, sql, (m, m))}
-        for m, lignes in lues.items():
+                for rang, sql in enumerate(self.sql_proches):
+                    lues[m][rang].extend(_executer(self.conn, sql, (m, m)))
+        for m, (entieres, entamees) in lues.items():
+            ids = {r[0] for r in entieres} | {r[0] for r in entamees}
+            pleine = _PROCHES_PAR_REQUETE
+            self.proches_bornes[m] = (ids, max(r[0] for r in entieres) if len(entieres) == pleine else None,
+                                      max((r[6], r[0]) for r in entamees) if len(entamees) == pleine else None)
+            for fid in ids:
+                self.proches_de[fid] = m
+            lignes = sorted(set(entieres) | set(entamees), key=lambda r: (_jour(r[9]), r[1]))[:5]
             self.proches_lus[m] = [
                 FactureEtat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _jour(r[9]), r[5] == "titree", [],
-                            r[10]) for r in sorted(lignes, key=lambda r: (_jour(r[9]), r[1]))[:5]]
+                            r[10]) for r in lignes]
 
 
 class _Lot:
@@ -949,7 +995,6 @@ class _Lot:
         if not self.a_suggerer:
             return
         memoire = self.memoire
-        memoire.proches_lus.clear()  # ceux d'un autre lot disaient la base à un autre moment
         memoire.precharger_proches(m for _, m, _ in self.a_suggerer)
         for place, montant, refaire in self.a_suggerer:
             d = refaire(memoire.proches_lus[montant])

@@ -128,3 +128,54 @@ def test_la_copie_d_une_facture_pour_refaire_une_regle_garde_chaque_champ_et_ne_
     copie.lignes[0].paye = 999
     copie.paye = 999
     assert facture.lignes[0].paye == 102 and facture.paye == 7
+
+
+# Des chèques dont l'ordre change les suggestions par le reste dû d'un lot à l'autre : X1 voit les cinq premières
+# factures de 30 €, deux d'entre elles sont payées avant X2, une facture de 50 € entamée à 30 € avant X3.
+_NUMEROS = [f"F01-26-05-{i:07d}" for i in range(1, 11)]
+_CHEQUES_QUI_CHANGENT_LES_SUGGESTIONS = [
+    ("1", "30.00", "X000000001", "2026-05-15"),
+    ("2", "30.00", _NUMEROS[0], "2026-05-16"),
+    ("3", "30.00", _NUMEROS[1], "2026-05-16"),
+    ("4", "30.00", "X000000002", "2026-05-17"),
+    ("5", "20.00", _NUMEROS[8], "2026-05-18"),
+    ("6", "30.00", "X000000003", "2026-05-19"),
+]
+
+
+def _suggestions_par_cheque(modele: Path, dossier: Path, monkeypatch: pytest.MonkeyPatch, *,
+                            a_l_import: bool, lots_par_transaction: int = 1) -> dict[str, list[str]]:
+    app = _app(modele, dossier)
+    sc = Scenario(app, dossier)
+    sc.factures(*(autre(n, "30.00", dossier=f"D{i:06d}") for i, n in enumerate(_NUMEROS[:8])),
+                autre(_NUMEROS[8], "50.00", dossier="D000008", echeance="2026-05-20"),
+                autre(_NUMEROS[9], "50.00", dossier="D000009"))
+    contenu = "remise;numero_cheque;tireur;banque;montant;facture;recu_le\n" + "".join(
+        f"RC-S;{n};DURAND PAUL;CCM;{m};{f};{j}\n" for n, m, f, j in _CHEQUES_QUI_CHANGENT_LES_SUGGESTIONS)
+    monkeypatch.setattr(moteur, "TAILLE_LOT", 1)  # un paiement par lot : chaque lot suit l'écriture du précédent
+    monkeypatch.setattr(moteur, "LOTS_PAR_TRANSACTION", lots_par_transaction)
+    sc.importer("cheque", contenu.encode(), "cheques.csv", rapprocher_ensuite=a_l_import)
+    if not a_l_import:
+        moteur.rapprocher(app, taille_lot=1)
+    with app.moteur.connect() as c:
+        lignes = c.execute(text("SELECT p.reference_facture, a.suggestions FROM anomalie a "
+                                "JOIN paiement p ON p.id = a.paiement_id ORDER BY a.id")).all()
+    app.moteur.dispose()
+    return {ref: [s["facture"] for s in json.loads(sugg)] for ref, sugg in lignes}
+
+
+def test_les_suggestions_gardees_d_un_lot_a_l_autre_suivent_les_factures_payees_et_entamees(
+        _sqlite_modele: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Une transaction par lot : chaque lot relit ses suggestions dans la base (la référence).
+    relues = _suggestions_par_cheque(_sqlite_modele, tmp_path / "relues", monkeypatch, a_l_import=False)
+    assert relues == {
+        "X000000001": _NUMEROS[0:5],
+        "X000000002": _NUMEROS[2:7],  # les deux payées ne sont plus suggérées
+        # L'entamée, d'échéance plus proche, passe devant la septième (puis les suggestions vont par numéro).
+        "X000000003": [*_NUMEROS[2:6], _NUMEROS[8]],
+    }
+    # Une seule transaction (l'import, ou tous les lots d'un rapprochement) : les suggestions lues pour X1 sont
+    # gardées ; les paiements qui les changent les font relire.
+    assert _suggestions_par_cheque(_sqlite_modele, tmp_path / "import", monkeypatch, a_l_import=True) == relues
+    assert _suggestions_par_cheque(_sqlite_modele, tmp_path / "gardees", monkeypatch, a_l_import=False,
+                                   lots_par_transaction=50) == relues
