@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import NamedTuple
 
@@ -80,15 +80,34 @@ DETAILS_DU_FICHIER = frozenset({"typ_restit"})
 
 
 _EMPREINTE = msgspec.json.Encoder(order="sorted")
+_ISO: dict[tuple[datetime, tzinfo | None, int], str] = {}
+
+
+def _iso(instant: datetime) -> str:
+    """`isoformat()` (0,7 µs : le décalage du fuseau recalculé), mémorisé : un fichier répète ses dates.
+
+    La clé porte le fuseau et `fold` : deux instants égaux d'autres fuseaux, ou l'heure répétée d'un passage
+    à l'heure d'hiver, s'écrivent autrement.
+    """
+    cle = (instant, instant.tzinfo, instant.fold)
+    iso = _ISO.get(cle)
+    if iso is None:
+        if len(_ISO) >= 4096:
+            _ISO.clear()
+        iso = _ISO[cle] = instant.isoformat()
+    return iso
 
 
 def empreinte_paiement(recu: PaiementRecu) -> str:
-    """Le contenu d'un enregistrement, sans sa place dans le fichier (ligne, texte brut, type de retour)."""
+    """Le contenu d'un enregistrement, sans sa place dans le fichier (ligne, texte brut, type de retour).
+
+    Gardée en base : la même pour le même contenu d'une version à l'autre (un test en fixe des valeurs).
+    """
     details = recu.details
     if DETAILS_DU_FICHIER & details.keys():
         details = {k: v for k, v in details.items() if k not in DETAILS_DU_FICHIER}
     return hashlib.sha256(_EMPREINTE.encode((
-        recu.canal, recu.reference, recu.montant, recu.recu_le.isoformat(), recu.reference_facture, recu.remise,
+        recu.canal, recu.reference, recu.montant, _iso(recu.recu_le), recu.reference_facture, recu.remise,
         details))).hexdigest()
 
 
