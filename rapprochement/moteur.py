@@ -669,19 +669,15 @@ class _Memoire:
     def oublier(self, garder: set[int]) -> None:
         """Un lot décidé, avant qu'il s'écrive : seules restent les factures qu'il a changées ; la base dit le
         reste une fois faite l'écriture en cours (celle du lot d'avant), que rien ne lit avant d'attendre."""
-        gardees = {i: (self.factures[i], self.ecrit[i], self.cle_de[i], self.refdet_de[i]) for i in sorted(garder)}
-        # Une refdet n'est gardée que si toutes ses factures le sont : sinon la relire les retrouve toutes.
-        refdets_entieres: dict[str, list[int]] = {}
-        for r in {refdet for *_, refdet in gardees.values()}:
-            ids = self.par_refdet.get(r)
-            if ids and all(i in garder for i in ids):
-                refdets_entieres[r] = list(ids)
-        for d in (self.factures, self.ecrit, self.cle_de, self.refdet_de, self.par_numero, self.par_refdet):
-            d.clear()
-        for i, (f, e, c, r) in gardees.items():
-            self.factures[i], self.ecrit[i], self.cle_de[i], self.refdet_de[i] = f, e, c, r
-            self.par_numero[f.numero] = i
-        self.par_refdet.update(refdets_entieres)
+        # Les autres seules sont ôtées (la moitié) : vider puis remplir chaque index coûtait le dixième du lot.
+        factures, ecrit, cle_de, refdet_de = self.factures, self.ecrit, self.cle_de, self.refdet_de
+        par_numero, par_refdet = self.par_numero, self.par_refdet
+        for i in factures.keys() - garder:
+            f = factures.pop(i)
+            del ecrit[i], cle_de[i]
+            par_numero.pop(f.numero, None)
+            # Une refdet n'est gardée que si toutes ses factures le sont : sinon la relire les retrouve toutes.
+            par_refdet.pop(refdet_de.pop(i), None)
         self.en_attente = set(garder)
 
     # --- Famille du tireur ----------------------------------------------------------------------
