@@ -598,10 +598,10 @@ class _Memoire:
         # De chaque facture de cet index, ce qu'en montre une suggestion (`_legere`), tenu à jour comme lui :
         # un chèque à la facture inconnue ne fait que suggérer la famille, sans lire ses factures entières.
         self.legeres: dict[int, tuple[Any, ...]] = {}
-        # Les retenues de (reste, mots du tireur, ordre par numéro) tant que cet index ne change pas : les
-        # chèques d'une même famille et d'un même tarif reviennent dans un lot (les recalculer triait toutes
-        # les factures ouvertes de ce reste à chaque chèque).
-        self.retenues_lues: dict[tuple[int, frozenset[str], bool], list[int]] = {}
+        # Les retenues de (reste, mots du tireur, ordre par numéro), par reste, tant que cet index ne change pas
+        # pour ce reste : les chèques d'une même famille et d'un même tarif reviennent d'un lot à l'autre (les
+        # recalculer triait toutes les factures ouvertes de ce reste à chaque chèque).
+        self.retenues_lues: dict[int, dict[tuple[frozenset[str], bool], list[int]]] = {}
         # Les suggestions lues pour un montant, gardées d'un lot à l'autre tant qu'aucune écriture ne les change
         # (`revoir_proches`) : les plus anciennes factures ouvertes d'un tarif sont rarement celles qu'on paie.
         self.proches_lus: dict[int, list[FactureEtat]] = {}
@@ -688,8 +688,9 @@ class _Memoire:
         couples = {(m, cle) for m, mots in demandes for cle in cles_possibles(mots)} - self.familles_lues
         if not couples:
             return
-        self.retenues_lues.clear()
         montants = sorted({m for m, _ in couples})
+        for m in montants:  # l'index change pour ces restes seulement
+            self.retenues_lues.pop(m, None)
         cles = sorted({c for _, c in couples})
         # Tous les couples (reste, clé) du produit sont lus : marqués comme tels.
         self.familles_lues.update((m, c) for m in montants for c in cles)
@@ -720,20 +721,24 @@ class _Memoire:
     def retenues(self, montant: int, mots: frozenset[str], *, par_numero: bool) -> list[int]:
         """Les cinq premières factures ouvertes de ce reste (au dernier lot écrit) dont le payeur porte les mots
         du tireur, dans l'ordre (échéance, numéro), ou par numéro."""
-        cle_memo = (montant, mots, par_numero)
-        retenues = self.retenues_lues.get(cle_memo)
+        du_reste = self.retenues_lues.get(montant)
+        if du_reste is None:
+            du_reste = self.retenues_lues[montant] = {}
+        cle_memo = (mots, par_numero)
+        retenues = du_reste.get(cle_memo)
         if retenues is None:
             par_cle = self.familles.get(montant) or {}
             toutes = (c for cle in cles_possibles(mots) for c in par_cle.get(cle, {}).values())
             # Les cinq premières sans trier toutes les autres (un nom courant en a des centaines à un tarif).
             premieres = heapq.nsmallest(5, toutes, key=_numero_candidate if par_numero else None)
-            retenues = self.retenues_lues[cle_memo] = [fid for _, fid in premieres]
+            retenues = du_reste[cle_memo] = [fid for _, fid in premieres]
         return retenues
 
     def ecrites(self, factures: Iterable[FactureEtat]) -> None:
-        """Des factures viennent d'être écrites : l'index des familles suit la base."""
-        self.retenues_lues.clear()
+        """Des factures viennent d'être écrites : l'index des familles suit la base (et les retenues des restes
+        où il change sont oubliées)."""
         legeres = self.legeres
+        retenues = self.retenues_lues
         self.revoir_proches(self.changees_du_lot)
         changees: list[tuple[int, int, str, int]] = []
         self.changees_du_lot = changees
@@ -747,9 +752,11 @@ class _Memoire:
             cle = self.cle_de[f.id]
             if statut_avant in STATUTS_FAMILLE and (reste_avant, cle) in self.familles_lues:
                 self.familles.get(reste_avant, {}).get(cle, {}).pop(f.id, None)
+                retenues.pop(reste_avant, None)
             entre = f.statut in STATUTS_FAMILLE and (f.reste, cle) in self.familles_lues
             if entre:
                 self.familles.setdefault(f.reste, {}).setdefault(cle, {})[f.id] = ((f.echeance, f.numero), f.id)
+                retenues.pop(f.reste, None)
             if entre or f.id in legeres:
                 legeres[f.id] = _legere(f)
 

@@ -133,6 +133,9 @@ def test_la_copie_d_une_facture_pour_refaire_une_regle_garde_chaque_champ_et_ne_
 # Des chèques dont l'ordre change les suggestions par le reste dû d'un lot à l'autre : X1 voit les cinq premières
 # factures de 30 €, deux d'entre elles sont payées avant X2, une facture de 50 € entamée à 30 € avant X3.
 _NUMEROS = [f"F01-26-05-{i:07d}" for i in range(1, 11)]
+_FACTURES_DE_30 = [*(autre(n, "30.00", dossier=f"D{i:06d}") for i, n in enumerate(_NUMEROS[:8])),
+                   autre(_NUMEROS[8], "50.00", dossier="D000008", echeance="2026-05-20"),
+                   autre(_NUMEROS[9], "50.00", dossier="D000009")]
 _CHEQUES_QUI_CHANGENT_LES_SUGGESTIONS = [
     ("1", "30.00", "X000000001", "2026-05-15"),
     ("2", "30.00", _NUMEROS[0], "2026-05-16"),
@@ -143,15 +146,16 @@ _CHEQUES_QUI_CHANGENT_LES_SUGGESTIONS = [
 ]
 
 
-def _suggestions_par_cheque(modele: Path, dossier: Path, monkeypatch: pytest.MonkeyPatch, *,
-                            a_l_import: bool, lots_par_transaction: int = 1) -> dict[str, list[str]]:
+def _un_cheque_par_lot(modele: Path, dossier: Path, monkeypatch: pytest.MonkeyPatch, factures: list[dict[str, Any]],
+                       cheques: list[tuple[str, str, str, str]], *, a_l_import: bool,
+                       lots_par_transaction: int = 1) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Les chèques (numéro, montant, facture, reçu le) de DURAND PAUL, un par lot : l'état, et les suggestions
+    (facture, score, pourquoi) de chaque anomalie par la facture que le chèque désignait."""
     app = _app(modele, dossier)
     sc = Scenario(app, dossier)
-    sc.factures(*(autre(n, "30.00", dossier=f"D{i:06d}") for i, n in enumerate(_NUMEROS[:8])),
-                autre(_NUMEROS[8], "50.00", dossier="D000008", echeance="2026-05-20"),
-                autre(_NUMEROS[9], "50.00", dossier="D000009"))
+    sc.factures(*factures)
     contenu = "remise;numero_cheque;tireur;banque;montant;facture;recu_le\n" + "".join(
-        f"RC-S;{n};DURAND PAUL;CCM;{m};{f};{j}\n" for n, m, f, j in _CHEQUES_QUI_CHANGENT_LES_SUGGESTIONS)
+        f"RC-S;{n};DURAND PAUL;CCM;{m};{f};{j}\n" for n, m, f, j in cheques)
     monkeypatch.setattr(moteur, "TAILLE_LOT", 1)  # un paiement par lot : chaque lot suit l'écriture du précédent
     monkeypatch.setattr(moteur, "LOTS_PAR_TRANSACTION", lots_par_transaction)
     sc.importer("cheque", contenu.encode(), "cheques.csv", rapprocher_ensuite=a_l_import)
@@ -160,22 +164,52 @@ def _suggestions_par_cheque(modele: Path, dossier: Path, monkeypatch: pytest.Mon
     with app.moteur.connect() as c:
         lignes = c.execute(text("SELECT p.reference_facture, a.suggestions FROM anomalie a "
                                 "JOIN paiement p ON p.id = a.paiement_id ORDER BY a.id")).all()
+    resultat = sc.etat(), {ref: [(s["facture"], s["score"], s["pourquoi"]) for s in json.loads(sugg)]
+                           for ref, sugg in lignes}
     app.moteur.dispose()
-    return {ref: [s["facture"] for s in json.loads(sugg)] for ref, sugg in lignes}
+    return resultat
+
+
+def _par_lot_et_d_un_tenant(modele: Path, dossier: Path, monkeypatch: pytest.MonkeyPatch,
+                            factures: list[dict[str, Any]], cheques: list[tuple[str, str, str, str]]
+                            ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Une transaction par lot (chaque lot relit tout dans la base : la référence), puis une seule (l'import, ou
+    tous les lots d'un rapprochement) où la mémoire du moteur garde ce qu'elle a lu : mêmes résultats."""
+    relus = _un_cheque_par_lot(modele, dossier / "relus", monkeypatch, factures, cheques, a_l_import=False)
+    assert _un_cheque_par_lot(modele, dossier / "import", monkeypatch, factures, cheques, a_l_import=True) == relus
+    assert _un_cheque_par_lot(modele, dossier / "gardes", monkeypatch, factures, cheques, a_l_import=False,
+                              lots_par_transaction=50) == relus
+    return relus
 
 
 def test_les_suggestions_gardees_d_un_lot_a_l_autre_suivent_les_factures_payees_et_entamees(
         _sqlite_modele: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Une transaction par lot : chaque lot relit ses suggestions dans la base (la référence).
-    relues = _suggestions_par_cheque(_sqlite_modele, tmp_path / "relues", monkeypatch, a_l_import=False)
-    assert relues == {
+    _, suggestions = _par_lot_et_d_un_tenant(_sqlite_modele, tmp_path, monkeypatch, _FACTURES_DE_30,
+                                             _CHEQUES_QUI_CHANGENT_LES_SUGGESTIONS)
+    assert {ref: [f for f, _, _ in s] for ref, s in suggestions.items()} == {
         "X000000001": _NUMEROS[0:5],
         "X000000002": _NUMEROS[2:7],  # les deux payées ne sont plus suggérées
         # L'entamée, d'échéance plus proche, passe devant la septième (puis les suggestions vont par numéro).
         "X000000003": [*_NUMEROS[2:6], _NUMEROS[8]],
     }
-    # Une seule transaction (l'import, ou tous les lots d'un rapprochement) : les suggestions lues pour X1 sont
-    # gardées ; les paiements qui les changent les font relire.
-    assert _suggestions_par_cheque(_sqlite_modele, tmp_path / "import", monkeypatch, a_l_import=True) == relues
-    assert _suggestions_par_cheque(_sqlite_modele, tmp_path / "gardees", monkeypatch, a_l_import=False,
-                                   lots_par_transaction=50) == relues
+
+
+def test_la_famille_du_tireur_gardee_d_un_lot_a_l_autre_suit_ses_factures_payees_et_entamees(
+        _sqlite_modele: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    durand = {"civilite": "M", "nom": "DURAND", "prenom": "Paul", "email": None,
+              "adresse": {"ligne1": "1 rue Haute", "ligne2": None, "code_postal": "94250", "ville": "GENTILLY"}}
+    f1, f2, f3 = (f"F01-26-05-{i:07d}" for i in (1, 2, 3))
+    factures = [autre(f1, "30.00", dossier="D000001", payeur=durand),
+                autre(f2, "50.00", dossier="D000001", payeur=durand),
+                autre(f3, "30.00", dossier="D000002")]  # même montant, une autre famille
+    etat, suggestions = _par_lot_et_d_un_tenant(_sqlite_modele, tmp_path, monkeypatch, factures, [
+        ("1", "30.00", "X000000001", "2026-05-15"),  # la famille a F1 à 30 € : suggérée
+        ("2", "30.00", f1, "2026-05-16"),  # F1 payée : elle quitte la famille à 30 €
+        ("3", "30.00", "X000000002", "2026-05-17"),  # plus rien de la famille à 30 €
+        ("4", "20.00", f2, "2026-05-18"),  # F2 entamée : elle entre dans la famille à 30 €
+        ("5", "30.00", "X000000003", "2026-05-19"),
+        ("6", "30.00", "", "2026-05-20"),  # sans facture : la seule de la famille à ce montant, payée
+    ])
+    famille = {ref: [f for f, _, pourquoi in s if "tireur" in pourquoi] for ref, s in suggestions.items()}
+    assert famille == {"X000000001": [f1], "X000000002": [], "X000000003": [f2]}
+    assert {f["numero"]: f["statut"] for f in etat["factures"]} == {f1: "payee", f2: "payee", f3: "emise"}
