@@ -86,9 +86,17 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATE_HEURE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
                          r"(Z|[+-][0-9]{2}:[0-9]{2})")
 _motif = functools.lru_cache(maxsize=64)(re.compile)
+# Les valeurs déjà lues sans erreur, par texte brut : un bordereau répète ses dates et ses tarifs (le contrôle
+# d'une date ou d'un montant coûtait plus d'une microseconde par ligne). Une erreur n'est jamais mémorisée.
+_LUES_MAXI = 4096
+_MONTANTS_LUS: dict[str, int] = {}
+_DATES_LUES: dict[str, date] = {}
 
 
 def champ_montant(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> int | None:
+    centimes = _MONTANTS_LUS.get(valeur)
+    if centimes is not None:
+        return centimes
     try:
         centimes = euros_en_centimes(valeur.strip())
     except MontantInvalide as exc:
@@ -97,19 +105,27 @@ def champ_montant(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreur
     if centimes <= 0:
         erreurs.ajouter(ligne, champ, f"« {valeur} » : le montant doit être strictement positif")
         return None
+    if len(_MONTANTS_LUS) < _LUES_MAXI:
+        _MONTANTS_LUS[valeur] = centimes
     return centimes
 
 
 def champ_date(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> date | None:
+    jour = _DATES_LUES.get(valeur)
+    if jour is not None:
+        return jour
     v = valeur.strip()
     if not _DATE.fullmatch(v):
         erreurs.ajouter(ligne, champ, f"« {valeur} » n'est pas une date AAAA-MM-JJ")
         return None
     try:
-        return date.fromisoformat(v)
+        jour = date.fromisoformat(v)
     except ValueError:
         erreurs.ajouter(ligne, champ, f"« {valeur} » n'est pas une date du calendrier")
         return None
+    if len(_DATES_LUES) < _LUES_MAXI:
+        _DATES_LUES[valeur] = jour
+    return jour
 
 
 def champ_date_heure(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> datetime | None:

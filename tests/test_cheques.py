@@ -45,6 +45,20 @@ def test_un_cheque_du_bordereau_devient_un_paiement_de_cle_remise_numero() -> No
     assert (c.ligne, c.brut) == (2, "RC-2026-031;1234567;MARTIN CLAIRE;CCM;42.00;F01-26-05-0000123;2026-05-15")
 
 
+def test_une_date_ou_un_montant_faux_repete_est_signale_a_chaque_ligne_meme_apres_des_valeurs_justes() -> None:
+    # Les valeurs déjà lues sans erreur sont mémorisées par texte : une erreur, jamais.
+    lignes = ["RC-2026-031;1;A;B;42.00;F1;2026-05-15", "RC-2026-031;2;A;B;42.00;F2;2026-05-15",
+              "RC-2026-031;3;A;B;42,00;F3;2026-02-30", "RC-2026-031;4;A;B;42,00;F4;2026-02-30",
+              "RC-2026-031;5;A;B;42.00;F5;2026-05-15 "]
+    erreurs = refus(*lignes)
+    assert [e for e in erreurs if "recu_le" in e] == [
+        f"{FICHIER}:{n}: recu_le: « 2026-02-30 » n'est pas une date du calendrier" for n in (4, 5)]
+    assert len([e for e in erreurs if "montant" in e]) == 2
+    assert not any(e.startswith((f"{FICHIER}:2:", f"{FICHIER}:3:", f"{FICHIER}:6:")) for e in erreurs)
+    [c] = cheques(lignes[4])  # la même date suivie d'une espace : lue comme la première
+    assert c.recu_le == datetime(2026, 5, 15, tzinfo=ZoneInfo("Europe/Paris"))
+
+
 def test_une_facture_vide_laisse_le_moteur_chercher_la_famille_du_tireur() -> None:
     [c] = cheques("RC-2026-031;0000042;BÉRANGER ÉLODIE;;42.00;;2026-05-15")
     assert c.reference_facture is None

@@ -7,6 +7,7 @@ l'excédent sont la politique du moteur de rapprochement ; il trouve ici les cal
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -82,6 +83,7 @@ def _titre(ligne: int, champs: dict[str, str], brut: str, erreurs: CollecteurErr
     }, _CHAMPS)
 
 
+@functools.lru_cache(maxsize=4096)  # un bordereau répète ses jours ; une date-heure ne change pas
 def debut_du_jour(jour: date) -> datetime:
     """Minuit, heure de Paris : un jour de guichet sans heure."""
     return datetime(jour.year, jour.month, jour.day, tzinfo=PARIS)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Final
-from zoneinfo import ZoneInfo
 
 import structlog
 
+from connecteurs.cesu.titres import debut_du_jour
 from connecteurs.cfonb.cfonb120 import MOTIF_REMISE  # l'identifiant revient dans le libellé DFT
 from connecteurs.lecture_csv import champ_date, champ_montant, champ_texte, lignes_csv
 from connecteurs.modeles import PaiementRecu, construire_sans_valider
@@ -16,7 +15,6 @@ from regie.erreurs import CollecteurErreurs
 
 log = structlog.get_logger()
 
-PARIS: Final = ZoneInfo("Europe/Paris")
 COLONNES: Final = ("remise", "numero_cheque", "tireur", "banque", "montant", "facture", "recu_le")
 _CHAMPS: Final = {"canal", "reference", "montant", "recu_le", "reference_facture", "remise", "details", "ligne",
                   "brut"}
@@ -60,7 +58,7 @@ def _cheque(ligne: int, champs: dict[str, str], brut: str, erreurs: CollecteurEr
     # (le tiers de la lecture). Un test compare le résultat à `model_validate`.
     return construire_sans_valider(PaiementRecu, {
         "canal": "cheque", "reference": f"{remise}/{numero}", "montant": montant,
-        "recu_le": datetime(recu_le.year, recu_le.month, recu_le.day, tzinfo=PARIS),  # jour de guichet, minuit à Paris
+        "recu_le": debut_du_jour(recu_le),  # jour de guichet, minuit à Paris
         "reference_facture": facture or None, "remise": remise,
         "details": {"tireur": tireur, "banque": banque or None, "recu_le": recu_le.isoformat()},
         "ligne": ligne, "brut": brut,
