@@ -86,46 +86,47 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATE_HEURE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
                          r"(Z|[+-][0-9]{2}:[0-9]{2})")
 _motif = functools.lru_cache(maxsize=64)(re.compile)
-# Les valeurs déjà lues sans erreur, par texte brut : un bordereau répète ses dates et ses tarifs (le contrôle
-# d'une date ou d'un montant coûtait plus d'une microseconde par ligne). Une erreur n'est jamais mémorisée.
-_LUES_MAXI = 4096
-_MONTANTS_LUS: dict[str, int] = {}
-_DATES_LUES: dict[str, date] = {}
 
 
-def champ_montant(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> int | None:
-    centimes = _MONTANTS_LUS.get(valeur)
-    if centimes is not None:
-        return centimes
+# Un champ lu, pur (le texte seul décide) : sa valeur, ou la raison de son refus, que le lecteur note à chaque
+# ligne où il revient. Mémorisé par texte : un bordereau répète ses dates et ses tarifs (leur contrôle coûtait
+# plus d'une microseconde par ligne).
+@functools.lru_cache(maxsize=4096)
+def _montant_lu(valeur: str) -> int | str:
     try:
         centimes = euros_en_centimes(valeur.strip())
     except MontantInvalide as exc:
-        erreurs.ajouter(ligne, champ, str(exc))
-        return None
+        return str(exc)
     if centimes <= 0:
-        erreurs.ajouter(ligne, champ, f"« {valeur} » : le montant doit être strictement positif")
-        return None
-    if len(_MONTANTS_LUS) < _LUES_MAXI:
-        _MONTANTS_LUS[valeur] = centimes
+        return f"« {valeur} » : le montant doit être strictement positif"
     return centimes
 
 
-def champ_date(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> date | None:
-    jour = _DATES_LUES.get(valeur)
-    if jour is not None:
-        return jour
+@functools.lru_cache(maxsize=4096)
+def _date_lue(valeur: str) -> date | str:
     v = valeur.strip()
     if not _DATE.fullmatch(v):
-        erreurs.ajouter(ligne, champ, f"« {valeur} » n'est pas une date AAAA-MM-JJ")
-        return None
+        return f"« {valeur} » n'est pas une date AAAA-MM-JJ"
     try:
-        jour = date.fromisoformat(v)
+        return date.fromisoformat(v)
     except ValueError:
-        erreurs.ajouter(ligne, champ, f"« {valeur} » n'est pas une date du calendrier")
+        return f"« {valeur} » n'est pas une date du calendrier"
+
+
+def champ_montant(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> int | None:
+    lu = _montant_lu(valeur)
+    if isinstance(lu, str):
+        erreurs.ajouter(ligne, champ, lu)
         return None
-    if len(_DATES_LUES) < _LUES_MAXI:
-        _DATES_LUES[valeur] = jour
-    return jour
+    return lu
+
+
+def champ_date(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> date | None:
+    lu = _date_lue(valeur)
+    if isinstance(lu, str):
+        erreurs.ajouter(ligne, champ, lu)
+        return None
+    return lu
 
 
 def champ_date_heure(valeur: str, ligne: int, champ: str, erreurs: CollecteurErreurs) -> datetime | None:

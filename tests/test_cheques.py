@@ -46,7 +46,7 @@ def test_un_cheque_du_bordereau_devient_un_paiement_de_cle_remise_numero() -> No
 
 
 def test_une_date_ou_un_montant_faux_repete_est_signale_a_chaque_ligne_meme_apres_des_valeurs_justes() -> None:
-    # Les valeurs déjà lues sans erreur sont mémorisées par texte : une erreur, jamais.
+    # Chaque champ lu est mémorisé par texte : une erreur revenue est notée à chaque ligne où elle revient.
     lignes = ["RC-2026-031;1;A;B;42.00;F1;2026-05-15", "RC-2026-031;2;A;B;42.00;F2;2026-05-15",
               "RC-2026-031;3;A;B;42,00;F3;2026-02-30", "RC-2026-031;4;A;B;42,00;F4;2026-02-30",
               "RC-2026-031;5;A;B;42.00;F5;2026-05-15 "]

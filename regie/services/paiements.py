@@ -6,6 +6,7 @@ le même enregistrement revu est ignoré, la même clé avec un autre contenu es
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -80,22 +81,16 @@ DETAILS_DU_FICHIER = frozenset({"typ_restit"})
 
 
 _EMPREINTE = msgspec.json.Encoder(order="sorted")
-_ISO: dict[tuple[datetime, tzinfo | None, int], str] = {}
 
 
-def _iso(instant: datetime) -> str:
-    """`isoformat()` (0,7 µs : le décalage du fuseau recalculé), mémorisé : un fichier répète ses dates.
+@functools.lru_cache(maxsize=4096)
+def _iso(instant: datetime, _fuseau: tzinfo | None, _fold: int) -> str:
+    """`instant.isoformat()` (0,7 µs : le décalage du fuseau recalculé), mémorisé : un fichier répète ses dates.
 
-    La clé porte le fuseau et `fold` : deux instants égaux d'autres fuseaux, ou l'heure répétée d'un passage
-    à l'heure d'hiver, s'écrivent autrement.
+    Appelé avec le fuseau et `fold` de l'instant, qui entrent dans la clé : deux instants égaux d'autres
+    fuseaux, ou l'heure répétée d'un passage à l'heure d'hiver, s'écrivent autrement.
     """
-    cle = (instant, instant.tzinfo, instant.fold)
-    iso = _ISO.get(cle)
-    if iso is None:
-        if len(_ISO) >= 4096:
-            _ISO.clear()
-        iso = _ISO[cle] = instant.isoformat()
-    return iso
+    return instant.isoformat()
 
 
 def empreinte_paiement(recu: PaiementRecu) -> str:
@@ -103,12 +98,12 @@ def empreinte_paiement(recu: PaiementRecu) -> str:
 
     Gardée en base : la même pour le même contenu d'une version à l'autre (un test en fixe des valeurs).
     """
-    details = recu.details
+    details, recu_le = recu.details, recu.recu_le
     if DETAILS_DU_FICHIER & details.keys():
         details = {k: v for k, v in details.items() if k not in DETAILS_DU_FICHIER}
     return hashlib.sha256(_EMPREINTE.encode((
-        recu.canal, recu.reference, recu.montant, _iso(recu.recu_le), recu.reference_facture, recu.remise,
-        details))).hexdigest()
+        recu.canal, recu.reference, recu.montant, _iso(recu_le, recu_le.tzinfo, recu_le.fold),
+        recu.reference_facture, recu.remise, details))).hexdigest()
 
 
 class RecuCompact(NamedTuple):
