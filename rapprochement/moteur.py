@@ -608,10 +608,9 @@ class _Memoire:
         # De chaque montant lu : les factures des deux requêtes, et la dernière place de chacune quand elle en a
         # rendu cinq (une facture qui y entre avant cette place change la réponse ; None : toute entrée la change).
         self.proches_bornes: dict[int, tuple[set[int], int | None, tuple[int, int] | None]] = {}
-        self.proches_de: dict[int, int] = {}  # facture → montant dont les suggestions lues la montrent
-        # Les factures que change le dernier lot décidé, (id, reste, statut, montant) après : ses suggestions se
-        # lisent avant son écriture, elles ne sont revues qu'à la décision du suivant (`revoir_proches`).
-        self.changees_du_lot: list[tuple[int, int, str, int]] = []
+        # Les factures que change le dernier lot décidé, (id, reste avant, reste, statut, montant) : ses suggestions
+        # se lisent avant son écriture, elles ne sont revues qu'à la décision du suivant (`revoir_proches`).
+        self.changees_du_lot: list[tuple[int, int, int, str, int]] = []
         self.cle_de: dict[int, str] = {}  # la clé du payeur de chaque facture en mémoire
         self.refdet_de: dict[int, str] = {}
         # Les factures que change le lot précédent, pas encore écrit : la base en dit l'état d'avant.
@@ -740,12 +739,12 @@ class _Memoire:
         legeres = self.legeres
         retenues = self.retenues_lues
         self.revoir_proches(self.changees_du_lot)
-        changees: list[tuple[int, int, str, int]] = []
+        changees: list[tuple[int, int, int, str, int]] = []
         self.changees_du_lot = changees
         for f in factures:
             self.modifiees.add(f.id)
-            changees.append((f.id, f.reste, f.statut, f.montant))
             reste_avant, statut_avant = self.ecrit[f.id]
+            changees.append((f.id, reste_avant, f.reste, f.statut, f.montant))
             self.ecrit[f.id] = (f.reste, f.statut)
             if (reste_avant, statut_avant) == (f.reste, f.statut):
                 continue  # ni l'index ni ce qu'en montre une suggestion (le payé suit le reste) ne changent
@@ -770,17 +769,18 @@ class _Memoire:
 
     # --- Suggestions ----------------------------------------------------------------------------
 
-    def revoir_proches(self, changees: list[tuple[int, int, str, int]]) -> None:
+    def revoir_proches(self, changees: list[tuple[int, int, int, str, int]]) -> None:
         """Les suggestions lues que changent ces écritures (celles d'un lot dont les suggestions sont faites) sont
-        oubliées : une facture montrée a changé, ou une facture entre dans une requête (son reste égale le
-        montant) avant la dernière place rendue (`_PROCHES` : entières par id, entamées par montant puis id)."""
+        oubliées : une facture montrée a changé (montrée pour son reste d'avant : lue à ce reste, elle n'a pas
+        changé depuis), ou une facture entre dans une requête (son reste égale le montant) avant la dernière place
+        rendue (`_PROCHES` : entières par id, entamées par montant puis id)."""
         bornes = self.proches_bornes
-        for fid, reste, statut, montant in changees:
+        for fid, reste_avant, reste, statut, montant in changees:
             if not bornes:
                 break
-            m = self.proches_de.get(fid)
-            if m is not None and m in bornes and fid in bornes[m][0]:
-                self._oublier_proches(m)
+            montree = bornes.get(reste_avant)
+            if montree is not None and fid in montree[0]:
+                self._oublier_proches(reste_avant)
             b = bornes.get(reste)
             if b is None:
                 continue
@@ -815,8 +815,6 @@ class _Memoire:
             pleine = _PROCHES_PAR_REQUETE
             self.proches_bornes[m] = (ids, max(r[0] for r in entieres) if len(entieres) == pleine else None,
                                       max((r[6], r[0]) for r in entamees) if len(entamees) == pleine else None)
-            for fid in ids:
-                self.proches_de[fid] = m
             lignes = sorted(set(entieres) | set(entamees), key=lambda r: (_jour(r[9]), r[1]))[:5]
             self.proches_lus[m] = [
                 FactureEtat(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], _jour(r[9]), r[5] == "titree", [],
